@@ -1,0 +1,1 @@
+"""guardrail-proxy: an OpenAI-compatible proxy that checks chat traffic against policies."""

@@ -1,0 +1,142 @@
+"""create_app(config): the Starlette app, its endpoints, and the one place errors become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from .audit import AuditRecord
+from .errors import BodyTooLarge, GuardrailProxyError, RequestError, error_body
+from .guard import Exchange
+from .loader import LoadedConfig
+from .protocol import parse_chat_request, parse_json_body
+from .routing import ROUTE_HEADER, exposed_models, match_route
+from .runtime import Runtime
+from .settings import Settings
+
+log = logging.getLogger("guardrail_proxy")
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def chat_completions(request: Request) -> Response:
+    runtime = runtime_of(request)
+    request_id = secrets.token_hex(8)
+    request.state.request_id = request_id
+    raw = await read_body(request, runtime.config.proxy.server.max_body_bytes)
+    chat = parse_chat_request(parse_json_body(raw))
+    route = match_route(runtime.config.routes, chat.model, request.headers.get(ROUTE_HEADER))
+    if chat.stream:
+        raise RequestError("stream: true is not supported by this proxy yet; send stream: false",
+                           param="stream")
+    record = AuditRecord(request_id, route.name, chat.model)
+    upstream_model = runtime.config.proxy.upstreams[route.upstream].model
+    exchange = Exchange(runtime.checker, runtime.upstreams[route.upstream], upstream_model, route, record)
+    try:
+        reply = await exchange.run(chat)
+    except GuardrailProxyError as exc:
+        record.status, record.error = exc.status_code, exc.message
+        raise
+    finally:
+        runtime.audit.write(record)
+        runtime.metrics.inc("guardrail_requests_total", route=route.name, status=str(record.status),
+                            decision=record.to_json()["decision"])
+    return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+
+async def list_models(request: Request) -> Response:
+    runtime = runtime_of(request)
+    data = [{"id": model, "object": "model", "created": 0, "owned_by": f"guardrail-proxy:{route}"}
+            for model, route in exposed_models(runtime.config.routes)]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    ready, report = await runtime_of(request).readiness()
+    return JSONResponse(report, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    return PlainTextResponse(runtime_of(request).metrics.render(),
+                             media_type="text/plain; version=0.0.4")
+
+
+def with_request_id(request: Request, headers: dict[str, str] | None = None) -> dict[str, str]:
+    out = dict(headers or {})
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        out["x-guardrail-request-id"] = request_id
+    return out
+
+
+async def on_proxy_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GuardrailProxyError)
+    if exc.status_code >= 500:
+        log.warning("%s %s -> %s: %s", request.method, request.url.path, exc.status_code, exc.message)
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=with_request_id(request))
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None
+    body = error_body(f"{request.method} {request.url.path}: {exc.detail}", "invalid_request_error", code)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    body = error_body("the guardrail proxy hit an internal error; see its log", "server_error", "internal_error")
+    return JSONResponse(body, status_code=500, headers=with_request_id(request))
+
+
+def create_app(config: LoadedConfig, settings: Settings | None = None) -> Starlette:
+    """Build the app. Clients and pools are created in the lifespan, once, and closed at shutdown."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = Runtime.build(config, settings)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    handlers = {GuardrailProxyError: on_proxy_error, HTTPException: on_http_error, Exception: on_unexpected}
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]

@@ -1,0 +1,148 @@
+"""The gpt-oss-safeguard client: request building, retries under a total deadline, strict parsing.
+
+Request contract (see SAFEGUARD.md): the policy is the system message, the content the user message,
+`reasoning_effort` is a request parameter, and `max_tokens` is left unset unless configured. The answer
+is in `message.content`; the reasoning in `message.reasoning` (current vLLM) or `reasoning_content`
+(older vLLM and some providers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import openai
+from openai.types.chat import ChatCompletion
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from .answers import Answer, parse_answer
+from .config import ClassifierConfig
+from .errors import ClassifierError
+from .policies import Policy
+
+
+@dataclass(frozen=True)
+class Classification:
+    answer: Answer
+    reasoning: str | None
+    raw: str
+    latency_ms: float
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class Classifier(Protocol):
+    """Anything that can judge one text against one policy. Raises ClassifierError on any fault."""
+
+    async def classify(self, policy: Policy, content: str) -> Classification: ...
+
+    async def ping(self) -> str | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def build_messages(policy: Policy, content: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": policy.text}, {"role": "user", "content": content}]
+
+
+def build_request(cfg: ClassifierConfig, policy: Policy, content: str) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "model": cfg.model,
+        "messages": build_messages(policy, content),
+        "reasoning_effort": cfg.reasoning_effort,
+    }
+    if cfg.max_tokens is not None:
+        request["max_tokens"] = cfg.max_tokens
+    return request
+
+
+def reasoning_of(completion: ChatCompletion) -> str | None:
+    message = completion.choices[0].message
+    extra = message.model_extra or {}
+    for name in ("reasoning", "reasoning_content"):
+        value = getattr(message, name, None) or extra.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return True
+    return isinstance(exc, openai.APIStatusError) and (exc.status_code == 429 or exc.status_code >= 500)
+
+
+def as_classifier_error(exc: BaseException) -> ClassifierError:
+    if isinstance(exc, openai.APITimeoutError | TimeoutError):
+        return ClassifierError("the classifier did not answer in time", kind="timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return ClassifierError(f"cannot reach the classifier: {exc}", kind="transport")
+    if isinstance(exc, openai.APIStatusError):
+        return ClassifierError(f"the classifier answered HTTP {exc.status_code}: {exc.message}", kind="http")
+    return ClassifierError(f"classifier call failed: {exc!r}", kind="transport")
+
+
+class SafeguardClient:
+    """Calls an OpenAI-compatible endpoint with the official SDK over a pooled aiohttp transport."""
+
+    def __init__(self, cfg: ClassifierConfig, api_key: str | None,
+                 client: openai.AsyncOpenAI | None = None) -> None:
+        self.cfg = cfg
+        self.client = client or openai.AsyncOpenAI(
+            base_url=cfg.base_url,
+            api_key=api_key or "unused",
+            max_retries=0,  # retries are ours, under one total deadline
+            timeout=cfg.attempt_timeout_s or cfg.timeout_s,
+            http_client=openai.DefaultAioHttpClient(),
+        )
+        self.limit = asyncio.Semaphore(cfg.max_concurrency)
+
+    async def classify(self, policy: Policy, content: str) -> Classification:
+        started = time.perf_counter()
+        request = build_request(self.cfg, policy, content)
+        try:
+            async with asyncio.timeout(self.cfg.timeout_s), self.limit:
+                completion = await self._call_with_retries(request)
+        except ClassifierError:
+            raise
+        except Exception as exc:  # every transport/HTTP fault becomes a classifier error
+            raise as_classifier_error(exc) from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        if not completion.choices:
+            raise ClassifierError("the classifier returned no choices", kind="unparseable")
+        content_out = completion.choices[0].message.content
+        answer = parse_answer(content_out, policy)
+        usage = completion.usage
+        return Classification(
+            answer=answer,
+            reasoning=reasoning_of(completion),
+            raw=content_out or "",
+            latency_ms=latency_ms,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+        )
+
+    async def _call_with_retries(self, request: dict[str, Any]) -> ChatCompletion:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.cfg.retries + 1),
+            wait=wait_exponential_jitter(initial=0.05, max=1.0),
+            retry=retry_if_exception(is_retryable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self.client.chat.completions.create(**request)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def ping(self) -> str | None:
+        """None when the endpoint answers GET /models, else why not."""
+        try:
+            await self.client.models.list(timeout=3.0)
+        except Exception as exc:
+            return as_classifier_error(exc).message
+        return None
+
+    async def aclose(self) -> None:
+        await self.client.close()

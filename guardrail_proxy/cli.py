@@ -1,0 +1,76 @@
+"""The `guardrail-proxy` command: serve, demo, and the policy tools."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+import uvicorn
+
+from .app import create_app
+from .demo import run_demo
+from .errors import ConfigError
+from .loader import load_config
+from .settings import Settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    config = load_config(args.config or settings.config_path)
+    server = config.proxy.server
+    logging.basicConfig(level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(create_app(config, settings), host=args.host or server.host, port=args.port or server.port,
+                log_level=server.log_level, access_log=False)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    return run_demo(port=args.port, keep=args.keep)
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    config = load_config(args.config or settings.config_path)
+    print(f"{config.path}: ok — {len(config.routes)} route(s), {len(config.policies)} policies")
+    for route in config.routes:
+        print(f"  route {route.name}: models {', '.join(route.models)}; "
+              f"policies {', '.join(r.id for r in route.policies)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guardrail-proxy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the proxy")
+    serve.add_argument("--config", help="proxy.yaml (default: $GUARDRAIL_PROXY_CONFIG or config/proxy.yaml)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="the proxy with stand-in model and classifier: no GPU needed")
+    demo.add_argument("--port", type=int, default=0)
+    demo.add_argument("--keep", action="store_true", help="stay up after the three sample calls")
+    demo.set_defaults(func=cmd_demo)
+
+    validate = sub.add_parser("validate", help="load and check a config without serving")
+    validate.add_argument("--config")
+    validate.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_environ()
+    func: Command = args.func
+    try:
+        return func(args, settings)
+    except ConfigError as exc:
+        print(f"config error: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

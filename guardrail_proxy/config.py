@@ -1,0 +1,159 @@
+"""Frozen, strict models of the config files.
+
+`config/proxy.yaml` holds the server, classifier endpoints, upstream models, where policies live and where
+the route files are; each `config/routes/*.yaml` holds one route. Every model forbids unknown keys, so a
+typo fails start-up instead of being silently ignored. Loading and cross-file checks are in loader.py.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Action(StrEnum):
+    """What a route does with a violation, strongest first in `ACTION_STRENGTH`."""
+
+    BLOCK = "block"
+    REWRITE = "rewrite"
+    ANNOTATE = "annotate"
+    LOG = "log"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerConfig(Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
+    max_body_bytes: int = Field(1_048_576, gt=0, description="requests with a larger body get a 413")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ClassifierConfig(Frozen):
+    base_url: str = Field(description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    model: str = "openai/gpt-oss-safeguard-20b"
+    api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    reasoning_effort: Literal["low", "medium", "high"] = "low"
+    timeout_s: float = Field(20.0, gt=0, description="total deadline for one check, retries included")
+    attempt_timeout_s: float | None = Field(None, gt=0, description="deadline for one HTTP attempt")
+    retries: int = Field(2, ge=0, le=10)
+    max_tokens: int | None = Field(
+        None, ge=256, description="leave unset: a tight cap cuts the reasoning and empties the verdict")
+    max_concurrency: int = Field(64, ge=1, description="classifier calls in flight at once")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class UpstreamConfig(Frozen):
+    provider: Literal["litellm", "openai"] = Field(
+        "litellm", description="litellm: any provider string litellm knows; openai: direct OpenAI-compatible")
+    model: str = Field(description="e.g. openai/gpt-4o-mini, hosted_vllm/my-model, ollama/llama3")
+    api_base: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _openai_needs_base(self) -> UpstreamConfig:
+        if self.provider == "openai" and not self.api_base:
+            raise ValueError("provider 'openai' needs api_base")
+        return self
+
+
+class PoliciesConfig(Frozen):
+    dirs: tuple[str, ...] = Field((), description="directories of <slug>/policy.md or *.md policy files")
+    files: tuple[str, ...] = ()
+    official_pack: str | None = Field(
+        None, description="a checkout of the official teen-safety pack (example_policies/<slug>/policy.md)")
+
+
+class AuditConfig(Frozen):
+    path: str | None = Field(None, description="JSONL file for decision records; unset: the log stream")
+
+
+class ProxyConfig(Frozen):
+    server: ServerConfig = ServerConfig()
+    classifiers: dict[str, ClassifierConfig]
+    upstreams: dict[str, UpstreamConfig]
+    policies: PoliciesConfig = PoliciesConfig()
+    audit: AuditConfig = AuditConfig()
+    routes_dir: str = Field("routes", description="directory of route files, relative to this file")
+
+    @field_validator("classifiers", "upstreams")
+    @classmethod
+    def _not_empty(cls, value: dict[str, object]) -> dict[str, object]:
+        if not value:
+            raise ValueError("at least one entry is required")
+        return value
+
+
+class PolicyRule(Frozen):
+    """How one route applies one policy."""
+
+    id: str
+    action: Action | None = Field(None, description="unset: the policy's default_action")
+    levels: dict[int, Action] = Field(
+        default_factory=dict, description="severity level -> action, overrides `action` for that level")
+    phases: tuple[Literal["input", "output"], ...] = ("input", "output")
+    refusal: str | None = Field(None, description="message for a block; unset: the policy's, then the route's")
+    safe_text: str | None = Field(None, description="replacement text for rewrite; unset: the policy's")
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_are_violations(cls, value: dict[int, Action]) -> dict[int, Action]:
+        bad = [level for level in value if level < 1]
+        if bad:
+            raise ValueError(f"levels are violation severities (1 or more); got {bad}")
+        return value
+
+    @field_validator("phases")
+    @classmethod
+    def _phases_not_empty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one of input, output")
+        return value
+
+
+class InputCheck(Frozen):
+    enabled: bool = True
+    scope: Literal["latest", "all_user"] = Field(
+        "latest", description="latest: the newest user message; all_user: every user message")
+    context_turns: int = Field(2, ge=0, le=50, description="earlier turns shown to the classifier")
+
+
+class OutputCheck(Frozen):
+    enabled: bool = True
+    context_turns: int = Field(1, ge=0, le=50, description="conversation turns shown with the completion")
+
+
+class RouteConfig(Frozen):
+    name: str
+    models: tuple[str, ...] = Field(min_length=1, description="model names clients send for this route")
+    upstream: str
+    classifier: str = "default"
+    fail_mode: Literal["closed", "open"] = "closed"
+    block_style: Literal["error", "completion"] = "error"
+    refusal: str = "Sorry, I can't help with that."
+    rewrite_input: Literal["replace", "drop"] = "replace"
+    reveal_reasoning: bool = Field(False, description="return the classifier's reasoning to the client")
+    allow_unchecked_media: bool = Field(
+        False, description="forward image/audio parts the classifier cannot read (they stay unchecked)")
+    input: InputCheck = InputCheck()
+    output: OutputCheck = OutputCheck()
+    policies: tuple[PolicyRule, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_policies(self) -> RouteConfig:
+        ids = [rule.id for rule in self.policies]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"policies listed twice: {', '.join(dupes)}")
+        return self

@@ -1,0 +1,125 @@
+"""Verdicts, check failures and the pure rules that combine them into one decision for a phase.
+
+A verdict is a value: the classifier answered and the answer parsed. A `CheckFailure` is also a value here
+(the pipeline caught the fault) so that the fail mode is decided in one pure function, not scattered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from .config import Action, PolicyRule, RouteConfig
+from .policies import Policy
+
+Phase = Literal["input", "output"]
+ACTION_STRENGTH = {Action.LOG: 1, Action.ANNOTATE: 2, Action.REWRITE: 3, Action.BLOCK: 4}
+
+
+class Outcome(StrEnum):
+    ALLOW = "allow"
+    LOG = "log"
+    ANNOTATE = "annotate"
+    REWRITE = "rewrite"
+    BLOCK = "block"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    policy_id: str
+    policy_digest: str
+    phase: Phase
+    violation: bool
+    severity: int
+    label: str | None
+    rationale: str | None = None
+    reasoning: str | None = None
+    latency_ms: float = 0.0
+    raw: str = ""
+    subject: int = 0  # which text of the phase (e.g. which choice) this verdict covers
+
+
+@dataclass(frozen=True)
+class CheckFailure:
+    policy_id: str
+    policy_digest: str
+    phase: Phase
+    kind: str
+    message: str
+    latency_ms: float = 0.0
+    subject: int = 0
+
+
+CheckOutcome = Verdict | CheckFailure
+
+
+@dataclass(frozen=True)
+class Triggered:
+    """A violation together with what the route said to do about it."""
+
+    verdict: Verdict
+    action: Action
+    refusal: str
+    safe_text: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    phase: Phase
+    outcome: Outcome
+    outcomes: tuple[CheckOutcome, ...] = ()
+    triggered: tuple[Triggered, ...] = ()
+    failures: tuple[CheckFailure, ...] = field(default=())
+
+    @property
+    def unchecked(self) -> bool:
+        """Fail-open pass: some check could not run and the request went on anyway."""
+        return bool(self.failures) and self.outcome is not Outcome.UNAVAILABLE
+
+    @property
+    def strongest(self) -> Triggered | None:
+        """The triggered rule that set the outcome (highest action, then highest severity)."""
+        if not self.triggered:
+            return None
+        return max(self.triggered, key=lambda t: (ACTION_STRENGTH[t.action], t.verdict.severity))
+
+
+def action_for(verdict: Verdict, rule: PolicyRule, policy: Policy) -> Action:
+    return rule.levels.get(verdict.severity) or rule.action or policy.default_action
+
+
+def triggered_for(verdict: Verdict, rule: PolicyRule, policy: Policy, route: RouteConfig) -> Triggered:
+    return Triggered(
+        verdict=verdict,
+        action=action_for(verdict, rule, policy),
+        refusal=rule.refusal or policy.refusal or route.refusal,
+        safe_text=rule.safe_text or policy.safe_text or route.refusal,
+    )
+
+
+def combine(phase: Phase, outcomes: list[CheckOutcome], route: RouteConfig,
+            policies: dict[str, Policy]) -> Decision:
+    """One decision for a phase.
+
+    A block found by any check wins even when other checks failed (the answer is already known).
+    Otherwise a failed check means UNAVAILABLE under fail_mode closed, or a pass marked unchecked under
+    fail_mode open. Among violations the strongest action wins: block > rewrite > annotate > log.
+    """
+    rules = {rule.id: rule for rule in route.policies}
+    failures = tuple(o for o in outcomes if isinstance(o, CheckFailure))
+    triggered = tuple(
+        triggered_for(o, rules[o.policy_id], policies[o.policy_id], route)
+        for o in outcomes if isinstance(o, Verdict) and o.violation
+    )
+    strongest = max((ACTION_STRENGTH[t.action] for t in triggered), default=0)
+    if strongest == ACTION_STRENGTH[Action.BLOCK]:
+        outcome = Outcome.BLOCK
+    elif failures and route.fail_mode == "closed":
+        outcome = Outcome.UNAVAILABLE
+    elif triggered:
+        outcome = Outcome(next(a for a, s in ACTION_STRENGTH.items() if s == strongest).value)
+    else:
+        outcome = Outcome.ALLOW
+    return Decision(phase, outcome, tuple(outcomes), triggered, failures)

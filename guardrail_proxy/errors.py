@@ -1,0 +1,105 @@
+"""The proxy's one exception tree, and the one place that turns it into OpenAI error JSON.
+
+    GuardrailProxyError            anything the proxy raises on purpose
+    ├── ConfigError                 bad config or policy file; start-up stops (file, field, reason)
+    ├── RequestError                the client's request is wrong (4xx)
+    │   ├── BodyTooLarge            413
+    │   ├── UnknownModel            404, code model_not_found
+    │   ├── UnknownRoute            404, code route_not_found
+    │   └── UnsupportedContent      400, content the guardrail cannot check
+    ├── ClassifierError             the classifier failed: transport, timeout, HTTP error, unparseable
+    │                               answer. A fault, never a verdict; the pipeline applies the fail mode.
+    ├── GuardrailUnavailable        fail-closed answer when a check could not run (503)
+    └── UpstreamError               the chat model failed (status relayed for 4xx, 502/504 otherwise)
+
+A policy violation is *not* an exception: it is a `Decision` value (see decisions.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GuardrailProxyError(Exception):
+    status_code = 500
+    error_type = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def to_body(self) -> dict[str, Any]:
+        return error_body(self.message, self.error_type, self.code, self.param)
+
+
+class ConfigError(GuardrailProxyError):
+    """A config or policy file is wrong. Names the file, the field and the reason."""
+
+    def __init__(self, file: str, field: str, reason: str) -> None:
+        self.file, self.field, self.reason = file, field, reason
+        where = f"{file}: {field}" if field else file
+        super().__init__(f"{where}: {reason}")
+
+
+class RequestError(GuardrailProxyError):
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class BodyTooLarge(RequestError):
+    status_code = 413
+    code = "request_too_large"
+
+
+class UnknownModel(RequestError):
+    status_code = 404
+    code = "model_not_found"
+
+
+class UnknownRoute(RequestError):
+    status_code = 404
+    code = "route_not_found"
+
+
+class UnsupportedContent(RequestError):
+    code = "unsupported_content"
+
+
+class ClassifierError(GuardrailProxyError):
+    """The classifier could not give a verdict. `kind` is one of: transport, timeout, http, unparseable."""
+
+    status_code = 503
+    code = "guardrail_unavailable"
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class GuardrailUnavailable(GuardrailProxyError):
+    status_code = 503
+    error_type = "server_error"
+    code = "guardrail_unavailable"
+
+
+class UpstreamError(GuardrailProxyError):
+    error_type = "upstream_error"
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, status_code: int = 502, error_type: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        if error_type:
+            self.error_type = error_type
+        if code:
+            self.code = code
+
+
+def error_body(message: str, error_type: str, code: str | None, param: str | None = None,
+               **extra: Any) -> dict[str, Any]:
+    """The OpenAI error envelope: {"error": {"message", "type", "param", "code", ...}}."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code, **extra}}

@@ -1,0 +1,130 @@
+"""Read proxy.yaml, the route files and the policies; check every cross-reference; fail loudly.
+
+Everything is loaded once at start-up. Any problem raises `ConfigError(file, field, reason)`, so a bad
+config never surfaces later as a strange response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .config import ProxyConfig, RouteConfig
+from .errors import ConfigError
+from .official_pack import load_official_pack
+from .policies import Policy, index_policies, load_policy_file, policy_files_in
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    path: Path
+    proxy: ProxyConfig
+    routes: tuple[RouteConfig, ...]
+    policies: dict[str, Policy]
+    route_files: dict[str, str]
+
+    def route(self, name: str) -> RouteConfig | None:
+        return next((r for r in self.routes if r.name == name), None)
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), where, f"invalid YAML: {problem}") from None
+
+
+def validate(model: type[M], data: Any, file: Path) -> M:
+    if not isinstance(data, dict):
+        raise ConfigError(str(file), "", "the file must hold a YAML mapping")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        field = ".".join(str(p) for p in first["loc"])
+        reason = first["msg"]
+        if first["type"] == "extra_forbidden":
+            reason = "unknown field (check the spelling)"
+        if len(errors) > 1:
+            others = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[1:4])
+            reason += f" (also: {others})"
+        raise ConfigError(str(file), field, reason) from None
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    path = Path(path)
+    proxy = validate(ProxyConfig, read_yaml(path), path)
+    base = path.parent
+    policies = index_policies(load_policies(proxy, base))
+    routes_dir = (base / proxy.routes_dir).resolve()
+    if not routes_dir.is_dir():
+        raise ConfigError(str(path), "routes_dir", f"{routes_dir} is not a directory")
+    route_paths = sorted(routes_dir.glob("*.yaml")) + sorted(routes_dir.glob("*.yml"))
+    if not route_paths:
+        raise ConfigError(str(routes_dir), "", "no route files (*.yaml) found")
+    routes: list[RouteConfig] = []
+    route_files: dict[str, str] = {}
+    for route_path in route_paths:
+        data = read_yaml(route_path)
+        if isinstance(data, dict):
+            data.setdefault("name", route_path.stem)
+        route = validate(RouteConfig, data, route_path)
+        check_route(route, proxy, policies, route_path)
+        if route.name in route_files:
+            raise ConfigError(str(route_path), "name", f"route '{route.name}' is also in {route_files[route.name]}")
+        routes.append(route)
+        route_files[route.name] = str(route_path)
+    check_models_unique(routes, route_files)
+    return LoadedConfig(path, proxy, tuple(routes), policies, route_files)
+
+
+def load_policies(proxy: ProxyConfig, base: Path) -> list[Policy]:
+    found: list[Policy] = []
+    for directory in proxy.policies.dirs:
+        found += [load_policy_file(p) for p in policy_files_in(base / directory)]
+    found += [load_policy_file(base / f) for f in proxy.policies.files]
+    if proxy.policies.official_pack:
+        found += load_official_pack(base / proxy.policies.official_pack)
+    return found
+
+
+def check_route(route: RouteConfig, proxy: ProxyConfig, policies: dict[str, Policy], file: Path) -> None:
+    if route.upstream not in proxy.upstreams:
+        raise ConfigError(str(file), "upstream",
+                          f"unknown upstream '{route.upstream}'; defined: {', '.join(proxy.upstreams)}")
+    if route.classifier not in proxy.classifiers:
+        raise ConfigError(str(file), "classifier",
+                          f"unknown classifier '{route.classifier}'; defined: {', '.join(proxy.classifiers)}")
+    for i, rule in enumerate(route.policies):
+        policy = policies.get(rule.id)
+        if policy is None:
+            known = ", ".join(sorted(policies)) or "none loaded"
+            raise ConfigError(str(file), f"policies.{i}.id", f"unknown policy '{rule.id}'; loaded: {known}")
+        too_high = [level for level in rule.levels if level > policy.max_level]
+        if too_high:
+            raise ConfigError(str(file), f"policies.{i}.levels",
+                              f"policy '{policy.id}' has levels 1..{policy.max_level}; got {too_high}")
+
+
+def check_models_unique(routes: list[RouteConfig], files: dict[str, str]) -> None:
+    owner: dict[str, str] = {}
+    for route in routes:
+        for model in route.models:
+            if model in owner:
+                raise ConfigError(files[route.name], "models",
+                                  f"model '{model}' is already served by route '{owner[model]}'")
+            owner[model] = route.name

@@ -1,0 +1,86 @@
+"""Run one phase's checks: one classifier call per (policy, text), all at once, none repeated.
+
+Faults from the classifier become `CheckFailure` values here, and `decisions.combine` applies the route's
+fail mode to them. No HTTP here: the caller turns the decision into a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from .classifier import Classification, Classifier
+from .config import RouteConfig
+from .decisions import CheckFailure, CheckOutcome, Decision, Outcome, Phase, Verdict, combine
+from .errors import ClassifierError
+from .policies import Policy
+from .subjects import Subject, render
+
+OnOutcome = Callable[[CheckOutcome], None]
+
+
+@dataclass(frozen=True)
+class Check:
+    policy: Policy
+    content: str
+    subject: int
+
+
+def plan_checks(phase: Phase, subjects: Sequence[Subject], route: RouteConfig,
+                policies: dict[str, Policy]) -> list[Check]:
+    """Every (policy, rendered text) pair this phase needs, in route order. Pure."""
+    return [
+        Check(policies[rule.id], render(subject), subject.index)
+        for rule in route.policies if phase in rule.phases
+        for subject in subjects
+    ]
+
+
+class Checker:
+    def __init__(self, classifiers: dict[str, Classifier], policies: dict[str, Policy],
+                 on_outcome: OnOutcome | None = None) -> None:
+        self.classifiers = classifiers
+        self.policies = policies
+        self.on_outcome = on_outcome or (lambda _o: None)
+
+    async def check(self, phase: Phase, subjects: Sequence[Subject], route: RouteConfig) -> Decision:
+        checks = plan_checks(phase, subjects, route, self.policies)
+        if not checks:
+            return Decision(phase, Outcome.ALLOW)
+        classifier = self.classifiers[route.classifier]
+        # Identical (policy, text) pairs in one request share one call.
+        calls: dict[tuple[str, str], Awaitable[Classification | ClassifierError]] = {}
+        for check in checks:
+            key = (check.policy.digest, check.content)
+            if key not in calls:
+                calls[key] = asyncio.ensure_future(self._one(classifier, check))
+        try:
+            results = dict(zip(calls, await asyncio.gather(*calls.values()), strict=True))
+        finally:
+            for future in calls.values():
+                if isinstance(future, asyncio.Future):
+                    future.cancel()  # no-op when done; stops stragglers when we are cancelled
+        outcomes = [to_outcome(phase, c, results[(c.policy.digest, c.content)]) for c in checks]
+        for outcome in outcomes:
+            self.on_outcome(outcome)
+        return combine(phase, outcomes, route, self.policies)
+
+    @staticmethod
+    async def _one(classifier: Classifier, check: Check) -> Classification | ClassifierError:
+        try:
+            return await classifier.classify(check.policy, check.content)
+        except ClassifierError as exc:
+            return exc
+
+
+def to_outcome(phase: Phase, check: Check, result: Classification | ClassifierError) -> CheckOutcome:
+    policy = check.policy
+    if isinstance(result, ClassifierError):
+        return CheckFailure(policy.id, policy.digest, phase, result.kind, result.message, subject=check.subject)
+    answer = result.answer
+    return Verdict(
+        policy_id=policy.id, policy_digest=policy.digest, phase=phase, violation=answer.violation,
+        severity=answer.severity, label=answer.label, rationale=answer.rationale, reasoning=result.reasoning,
+        latency_ms=result.latency_ms, raw=result.raw, subject=check.subject,
+    )

@@ -1,0 +1,83 @@
+"""Thin request models for /v1/chat/completions.
+
+Only the fields the proxy reads are declared; everything else is kept (`extra="allow"`) and forwarded to
+the upstream unchanged. Fields follow the order of the OpenAI spec.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import RequestError
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+    text: str | None = None
+
+
+class ToolCallFunction(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str | None = None
+    type: str | None = None
+    function: ToolCallFunction | None = None
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    messages: list[Message] = Field(min_length=1)
+    model: str = Field(min_length=1)
+    n: int | None = Field(None, ge=1, le=16)
+    stream: bool | None = None
+
+    def forwarded(self, model: str) -> dict[str, Any]:
+        """The body to send upstream: everything the client sent, with the upstream's model name."""
+        body = self.model_dump(mode="json", exclude_unset=True)
+        body["model"] = model
+        return body
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise RequestError("the request body is empty; send a JSON object")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RequestError("the request body must be a JSON object")
+    return data
+
+
+def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
+    try:
+        return ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("str", "list[")))
+        raise RequestError(f"invalid request: '{param}': {err['msg']}", param=param or None) from None

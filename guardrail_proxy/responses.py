@@ -1,0 +1,133 @@
+"""Turn decisions into what the client sees. Pure: values in, bodies and headers out.
+
+- block (error style): HTTP 400, OpenAI error JSON with code content_policy_violation, policy and label.
+- block (completion style): a normal chat.completion whose content is the refusal and whose
+  finish_reason is "content_filter".
+- rewrite (output): the completion's content replaced by the policy's safe text.
+- annotate / fail-open: a `guardrail` object in the body and x-guardrail-* headers.
+- log: nothing visible.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from openai.types.chat import ChatCompletion
+
+from .decisions import ACTION_STRENGTH, CheckFailure, Decision, Outcome, Triggered, Verdict
+from .errors import error_body
+
+VISIBLE = {Outcome.ANNOTATE, Outcome.REWRITE, Outcome.BLOCK}
+OUTCOME_ORDER = [Outcome.ALLOW, Outcome.LOG, Outcome.ANNOTATE, Outcome.REWRITE, Outcome.BLOCK,
+                 Outcome.UNAVAILABLE]
+
+
+def overall(decisions: list[Decision]) -> Outcome:
+    return max((d.outcome for d in decisions), key=OUTCOME_ORDER.index, default=Outcome.ALLOW)
+
+
+def is_visible(decisions: list[Decision]) -> bool:
+    return overall(decisions) in VISIBLE or any(d.unchecked for d in decisions)
+
+
+def shown_decision(decisions: list[Decision]) -> str:
+    outcome = overall(decisions)
+    if outcome in (Outcome.ALLOW, Outcome.LOG) and any(d.unchecked for d in decisions):
+        return "unchecked"
+    return outcome.value
+
+
+def verdict_summary(verdict: Verdict, action: str | None, reveal_reasoning: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "phase": verdict.phase, "policy": verdict.policy_id, "policy_digest": verdict.policy_digest[:12],
+        "violation": verdict.violation, "label": verdict.label, "action": action,
+    }
+    if reveal_reasoning:
+        item["reasoning"] = verdict.reasoning
+        item["rationale"] = verdict.rationale
+    return item
+
+
+def failure_summary(failure: CheckFailure) -> dict[str, Any]:
+    return {"phase": failure.phase, "policy": failure.policy_id, "error": failure.kind}
+
+
+def guardrail_object(request_id: str, route: str, decisions: list[Decision],
+                     reveal_reasoning: bool) -> dict[str, Any]:
+    checks = []
+    for decision in decisions:
+        actions = {id(t.verdict): t.action.value for t in decision.triggered}
+        checks += [verdict_summary(o, actions.get(id(o)), reveal_reasoning)
+                   for o in decision.outcomes if isinstance(o, Verdict)]
+    return {
+        "request_id": request_id,
+        "route": route,
+        "decision": shown_decision(decisions),
+        "checks": checks,
+        "unchecked": [failure_summary(f) for d in decisions for f in d.failures],
+    }
+
+
+def guardrail_headers(request_id: str, decisions: list[Decision]) -> dict[str, str]:
+    headers = {"x-guardrail-request-id": request_id}
+    if not is_visible(decisions):
+        return headers
+    triggered = [t for d in decisions for t in d.triggered]
+    headers["x-guardrail-decision"] = shown_decision(decisions)
+    headers["x-guardrail-policies"] = ",".join(dict.fromkeys(t.verdict.policy_id for t in triggered))
+    headers["x-guardrail-labels"] = ",".join(dict.fromkeys(t.verdict.label or "" for t in triggered))
+    unchecked = [f.policy_id for d in decisions for f in d.failures]
+    if unchecked:
+        headers["x-guardrail-unchecked"] = ",".join(dict.fromkeys(unchecked))
+    return {k: v for k, v in headers.items() if v}
+
+
+def block_error(trigger: Triggered, request_id: str) -> dict[str, Any]:
+    verdict = trigger.verdict
+    label = f" ({verdict.label})" if verdict.label else ""
+    return error_body(
+        f"{trigger.refusal} [blocked by policy '{verdict.policy_id}'{label} on {verdict.phase}]",
+        "invalid_request_error", "content_policy_violation", None,
+        policy=verdict.policy_id, label=verdict.label, phase=verdict.phase, request_id=request_id,
+    )
+
+
+def refusal_completion(text: str, model: str, request_id: str, choices: int = 1) -> dict[str, Any]:
+    """A normal chat.completion carrying the refusal, for chat UIs that show content but not errors."""
+    return {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": text, "refusal": text},
+             "finish_reason": "content_filter", "logprobs": None}
+            for i in range(choices)
+        ],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+
+
+def strongest(decision: Decision) -> Triggered:
+    found = decision.strongest
+    if found is None:
+        raise ValueError("a block or rewrite decision has a triggered rule")
+    return found
+
+
+def rewrite_choices(completion: ChatCompletion, decision: Decision) -> dict[str, Any]:
+    """Replace each violating choice with the safe text of the strongest rule that fired on it."""
+    body = completion.model_dump(mode="json", exclude_unset=True)
+    by_choice: dict[int, Triggered] = {}
+    for trig in decision.triggered:
+        current = by_choice.get(trig.verdict.subject)
+        if current is None or ACTION_STRENGTH[trig.action] > ACTION_STRENGTH[current.action]:
+            by_choice[trig.verdict.subject] = trig
+    for choice in body.get("choices", []):
+        trig = by_choice.get(choice.get("index", 0))
+        if trig is None or trig.action.value not in ("rewrite", "block"):
+            continue
+        choice["message"] = {"role": "assistant", "content": trig.safe_text}
+        choice["finish_reason"] = "content_filter"
+    return body

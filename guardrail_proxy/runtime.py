@@ -1,0 +1,71 @@
+"""Everything the app builds once at start-up: clients with their connection pools, the checker, the
+audit sink and the metrics. Built in the app's lifespan, closed when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from .audit import AuditSink
+from .classifier import Classifier, SafeguardClient
+from .loader import LoadedConfig
+from .metrics import Metrics
+from .pipeline import Checker
+from .settings import Settings
+from .upstream import Upstream, build_upstream
+
+
+@dataclass
+class Runtime:
+    config: LoadedConfig
+    settings: Settings
+    classifiers: dict[str, Classifier]
+    upstreams: dict[str, Upstream]
+    checker: Checker
+    metrics: Metrics
+    audit: AuditSink
+
+    @classmethod
+    def build(cls, config: LoadedConfig, settings: Settings) -> Runtime:
+        proxy = config.proxy
+        used_upstreams = {r.upstream for r in config.routes}
+        classifiers: dict[str, Classifier] = {
+            name: SafeguardClient(cfg, settings.secret(cfg.api_key_env))
+            for name, cfg in proxy.classifiers.items()
+        }
+        upstreams = {
+            name: build_upstream(cfg, settings.secret(cfg.api_key_env))
+            for name, cfg in proxy.upstreams.items() if name in used_upstreams
+        }
+        metrics = Metrics()
+        checker = Checker(classifiers, config.policies, on_outcome=metrics.record_check)
+        return cls(config, settings, classifiers, upstreams, checker, metrics, AuditSink(proxy.audit.path))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self.classifiers.values()),
+                             *(u.aclose() for u in self.upstreams.values()), return_exceptions=True)
+        self.audit.close()
+
+    def missing_secrets(self) -> dict[str, str]:
+        proxy = self.config.proxy
+        found: dict[str, str] = {}
+        named = [(f"classifier:{n}", c.api_key_env) for n, c in proxy.classifiers.items()]
+        named += [(f"upstream:{n}", proxy.upstreams[n].api_key_env) for n in self.upstreams]
+        for name, env in named:
+            if env and self.settings.secret(env) is None:
+                found[name] = f"environment variable {env} is not set"
+        return found
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, per-dependency status). Ready when every classifier a route uses answers, and every
+        upstream that can be probed answers, with its API key present."""
+        used = {r.classifier for r in self.config.routes}
+        names = [f"classifier:{n}" for n in used] + [f"upstream:{n}" for n in self.upstreams]
+        probes = [self.classifiers[n].ping() for n in used] + [u.ping() for u in self.upstreams.values()]
+        results = await asyncio.gather(*probes)
+        checks = {name: (problem or "ok") for name, problem in zip(names, results, strict=True)}
+        checks.update(self.missing_secrets())
+        ready = all(v == "ok" for v in checks.values())
+        return ready, {"ready": ready, "config": str(self.config.path), "checks": checks}

@@ -1,0 +1,110 @@
+"""STAND-IN for a vLLM-served gpt-oss-safeguard. Not a classifier: it answers by keyword rules.
+
+Wire format as vLLM's /v1/chat/completions: the verdict in `message.content`, the chain of thought in
+`message.reasoning` (or `reasoning_content`, as older vLLM). The answer format follows the policy in the
+system message: its label prefix (e.g. `GV` -> `GV0`/`GV2`), a JSON verdict when the policy asks for
+`"violation"`, else `0`/`1`. Only the part of the user message after "[classify this: ...]" is matched,
+so conversation context does not trigger rules.
+
+Faults for tests: `mode` = "ok" | "garbage" | "empty" | "error" (HTTP 500),
+`delay_s` before answering, `fail_first` answers HTTP 503 that many times before behaving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+PREFIX = re.compile(r"\b([A-Z]{1,6})0\b")
+TARGET = re.compile(r"\[classify this: [a-z]+\]\n", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """When `trigger` (case-insensitive) is in the content and `policy` (if set) is in the policy text,
+    answer `level` (a label level, or 1 for binary/JSON policies)."""
+
+    trigger: str
+    level: int = 2
+    policy: str | None = None
+
+
+@dataclass
+class SafeguardBehaviour:
+    rules: list[Rule] = field(default_factory=list)
+    mode: str = "ok"
+    delay_s: float = 0.0
+    fail_first: int = 0
+    reasoning_field: str = "reasoning"
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    injected: str | None = None  # answer this literal content (tests of the parser through HTTP)
+
+
+def target_text(content: str) -> str:
+    parts = TARGET.split(content)
+    return parts[-1]
+
+
+def answer_for(policy_text: str, content: str, rules: list[Rule]) -> tuple[str, str]:
+    """(content, reasoning) for one request."""
+    target = target_text(content).lower()
+    hit = next((r for r in rules if r.trigger.lower() in target and (r.policy is None or r.policy in policy_text)),
+               None)
+    level = hit.level if hit else 0
+    reasoning = (f"Stand-in: the text contains '{hit.trigger}', which the test rules map to level {level}."
+                 if hit else "Stand-in: no rule matched, so the text is allowed.")
+    prefix = PREFIX.search(policy_text)
+    if prefix:
+        return f"{prefix.group(1)}{level}", reasoning
+    if '"violation"' in policy_text:
+        category = "stand-in-rule" if level else None
+        return json.dumps({"violation": int(bool(level)), "policy_category": category,
+                           "rationale": reasoning}), reasoning
+    return str(int(bool(level))), reasoning
+
+
+def build_safeguard_app(behaviour: SafeguardBehaviour) -> Starlette:
+    async def chat(request: Request) -> Response:
+        body = json.loads(await request.body())
+        behaviour.requests.append(body)
+        if behaviour.delay_s:
+            await asyncio.sleep(behaviour.delay_s)
+        if behaviour.fail_first > 0:
+            behaviour.fail_first -= 1
+            return JSONResponse({"error": {"message": "stand-in overloaded", "type": "server_error"}}, 503)
+        if behaviour.mode == "error":
+            return JSONResponse({"error": {"message": "stand-in failure", "type": "server_error"}}, 500)
+        messages = body.get("messages") or [{}, {}]
+        content, reasoning = answer_for(str(messages[0].get("content", "")),
+                                        str(messages[-1].get("content", "")), behaviour.rules)
+        if behaviour.mode == "garbage":
+            content = "Not sure. It might be fine, or not."
+        elif behaviour.mode == "empty":
+            content = ""
+        if behaviour.injected is not None:
+            content = behaviour.injected
+        message = {"role": "assistant", "content": content, behaviour.reasoning_field: reasoning}
+        return JSONResponse({
+            "id": f"chatcmpl-standin-{len(behaviour.requests)}", "object": "chat.completion",
+            "created": int(time.time()), "model": body.get("model", "stand-in"),
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+        })
+
+    async def models(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [
+            {"id": "openai/gpt-oss-safeguard-20b", "object": "model", "created": 0, "owned_by": "stand-in"}]})
+
+    return Starlette(routes=[
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+    ])

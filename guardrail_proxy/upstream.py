@@ -1,0 +1,123 @@
+"""The chat model behind the proxy: one small interface, two implementations.
+
+`LitellmUpstream` reaches any provider litellm knows (openai/, hosted_vllm/, ollama/, ...). `OpenAIUpstream`
+is the fast path for an OpenAI-compatible server (about a third of litellm's CPU per call). Both return
+the openai SDK's `ChatCompletion`, so provider types never leak past this module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+import openai
+from openai.types.chat import ChatCompletion
+
+from .config import UpstreamConfig
+from .errors import UpstreamError
+from .settings import prepare_litellm_import
+
+
+class Upstream(Protocol):
+    async def complete(self, body: dict[str, Any]) -> ChatCompletion: ...
+
+    async def ping(self) -> str | None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def as_upstream_error(exc: BaseException) -> UpstreamError:
+    if isinstance(exc, openai.APITimeoutError):
+        return UpstreamError("the upstream model did not answer in time", status_code=504,
+                             code="upstream_timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return UpstreamError(f"cannot reach the upstream model: {exc}", code="upstream_unavailable")
+    status = getattr(exc, "status_code", None)
+    message = getattr(exc, "message", None) or str(exc)
+    if isinstance(status, int) and 400 <= status < 500:
+        # The upstream rejected the request itself: the client should see that, status and all.
+        body = getattr(exc, "body", None)
+        upstream_type = body.get("type") if isinstance(body, dict) else None
+        upstream_code = body.get("code") if isinstance(body, dict) else None
+        return UpstreamError(f"upstream model: {message}", status_code=status,
+                             error_type=upstream_type or "invalid_request_error",
+                             code=upstream_code or "upstream_rejected")
+    return UpstreamError(f"the upstream model failed: {message}")
+
+
+async def probe_models(base_url: str, api_key: str | None) -> str | None:
+    """None when GET {base_url}/models answers, else why not."""
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=0, timeout=3.0)
+    try:
+        await client.models.list()
+    except openai.APIStatusError as exc:
+        if exc.status_code in (401, 403):
+            return f"{base_url} rejected the API key (HTTP {exc.status_code})"
+        return None if exc.status_code == 404 else f"{base_url} answered HTTP {exc.status_code}"
+    except Exception as exc:
+        return f"cannot reach {base_url}: {exc}"
+    finally:
+        await client.close()
+    return None
+
+
+class OpenAIUpstream:
+    def __init__(self, cfg: UpstreamConfig, api_key: str | None) -> None:
+        self.cfg = cfg
+        self.api_key = api_key
+        self.client = openai.AsyncOpenAI(
+            base_url=cfg.api_base, api_key=api_key or "unused", max_retries=0, timeout=cfg.timeout_s,
+            http_client=openai.DefaultAioHttpClient(),
+        )
+
+    async def complete(self, body: dict[str, Any]) -> ChatCompletion:
+        params = {**body, "model": self.cfg.model}
+        standard = {"model", "messages"}
+        extra = {k: v for k, v in params.items() if k not in standard}
+        try:
+            # extra_body sends every other field exactly as the client wrote it, known or not.
+            return await self.client.chat.completions.create(
+                model=params["model"], messages=params["messages"], extra_body=extra)
+        except openai.OpenAIError as exc:
+            raise as_upstream_error(exc) from exc
+
+    async def ping(self) -> str | None:
+        return await probe_models(str(self.cfg.api_base), self.api_key)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+class LitellmUpstream:
+    def __init__(self, cfg: UpstreamConfig, api_key: str | None) -> None:
+        self.cfg = cfg
+        self.api_key = api_key
+        prepare_litellm_import()
+        self.litellm: Any = importlib.import_module("litellm")  # ~2 s: only when a route needs it
+
+    async def complete(self, body: dict[str, Any]) -> ChatCompletion:
+        params: dict[str, Any] = {**body, "model": self.cfg.model, "timeout": self.cfg.timeout_s,
+                                  "num_retries": 0}
+        if self.cfg.api_base:
+            params["api_base"] = self.cfg.api_base
+        if self.api_key:
+            params["api_key"] = self.api_key
+        try:
+            response = await self.litellm.acompletion(**params)
+        except Exception as exc:
+            raise as_upstream_error(exc) from exc
+        return ChatCompletion.model_validate(response.model_dump())
+
+    async def ping(self) -> str | None:
+        if not self.cfg.api_base:
+            return None  # a hosted provider with no base URL to probe; the first call will tell
+        return await probe_models(self.cfg.api_base, self.api_key)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def build_upstream(cfg: UpstreamConfig, api_key: str | None) -> Upstream:
+    if cfg.provider == "openai":
+        return OpenAIUpstream(cfg, api_key)
+    return LitellmUpstream(cfg, api_key)
