@@ -139,4 +139,4 @@ def create_app(config: LoadedConfig, settings: Settings | None = None) -> Starle
         Route("/metrics", metrics, methods=["GET"]),
     ]
     handlers = {GuardrailProxyError: on_proxy_error, HTTPException: on_http_error, Exception: on_unexpected}
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import httpx
 import openai
 from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -74,7 +75,14 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIStatusError) and (exc.status_code == 429 or exc.status_code >= 500)
 
 
+def cannot_connect(exc: BaseException) -> bool:
+    """The aiohttp transport reports a refused connection as httpx.ConnectTimeout: tell it apart."""
+    return isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.ConnectError)
+
+
 def as_classifier_error(exc: BaseException) -> ClassifierError:
+    if isinstance(exc, openai.APIConnectionError) and cannot_connect(exc):
+        return ClassifierError(f"cannot connect to the classifier: {exc.__cause__}", kind="transport")
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
         return ClassifierError("the classifier did not answer in time", kind="timeout")
     if isinstance(exc, openai.APIConnectionError):

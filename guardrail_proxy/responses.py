@@ -125,9 +125,9 @@ def rewrite_choices(completion: ChatCompletion, decision: Decision) -> dict[str,
         if current is None or ACTION_STRENGTH[trig.action] > ACTION_STRENGTH[current.action]:
             by_choice[trig.verdict.subject] = trig
     for choice in body.get("choices", []):
-        trig = by_choice.get(choice.get("index", 0))
-        if trig is None or trig.action.value not in ("rewrite", "block"):
+        chosen = by_choice.get(choice.get("index", 0))
+        if chosen is None or chosen.action.value not in ("rewrite", "block"):
             continue
-        choice["message"] = {"role": "assistant", "content": trig.safe_text}
+        choice["message"] = {"role": "assistant", "content": chosen.safe_text}
         choice["finish_reason"] = "content_filter"
     return body

@@ -51,7 +51,8 @@ class Runtime:
     def missing_secrets(self) -> dict[str, str]:
         proxy = self.config.proxy
         found: dict[str, str] = {}
-        named = [(f"classifier:{n}", c.api_key_env) for n, c in proxy.classifiers.items()]
+        used = {r.classifier for r in self.config.routes}
+        named = [(f"classifier:{n}", proxy.classifiers[n].api_key_env) for n in sorted(used)]
         named += [(f"upstream:{n}", proxy.upstreams[n].api_key_env) for n in self.upstreams]
         for name, env in named:
             if env and self.settings.secret(env) is None:
@@ -61,11 +62,12 @@ class Runtime:
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, per-dependency status). Ready when every classifier a route uses answers, and every
         upstream that can be probed answers, with its API key present."""
-        used = {r.classifier for r in self.config.routes}
+        used = sorted({r.classifier for r in self.config.routes})
         names = [f"classifier:{n}" for n in used] + [f"upstream:{n}" for n in self.upstreams]
         probes = [self.classifiers[n].ping() for n in used] + [u.ping() for u in self.upstreams.values()]
         results = await asyncio.gather(*probes)
         checks = {name: (problem or "ok") for name, problem in zip(names, results, strict=True)}
-        checks.update(self.missing_secrets())
+        for name, problem in self.missing_secrets().items():
+            checks[name] = problem if checks[name] == "ok" else f"{checks[name]}; {problem}"
         ready = all(v == "ok" for v in checks.values())
         return ready, {"ready": ready, "config": str(self.config.path), "checks": checks}

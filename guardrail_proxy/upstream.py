@@ -93,7 +93,9 @@ class LitellmUpstream:
         self.cfg = cfg
         self.api_key = api_key
         prepare_litellm_import()
-        self.litellm: Any = importlib.import_module("litellm")  # ~2 s: only when a route needs it
+        litellm: Any = importlib.import_module("litellm")  # ~2 s: only when a route needs it
+        litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout
+        self.litellm = litellm
 
     async def complete(self, body: dict[str, Any]) -> ChatCompletion:
         params: dict[str, Any] = {**body, "model": self.cfg.model, "timeout": self.cfg.timeout_s,
@@ -102,6 +104,8 @@ class LitellmUpstream:
             params["api_base"] = self.cfg.api_base
         if self.api_key:
             params["api_key"] = self.api_key
+        elif self.cfg.api_base:
+            params["api_key"] = "unused"  # a self-hosted server with no auth; litellm insists on a key
         try:
             response = await self.litellm.acompletion(**params)
         except Exception as exc:

@@ -31,11 +31,12 @@ TARGET = re.compile(r"\[classify this: [a-z]+\]\n", re.IGNORECASE)
 @dataclass(frozen=True)
 class Rule:
     """When `trigger` (case-insensitive) is in the content and `policy` (if set) is in the policy text,
-    answer `level` (a label level, or 1 for binary/JSON policies)."""
+    answer `level` (a label level, or 1 for binary/JSON policies), or the literal `answer` when set."""
 
     trigger: str
     level: int = 2
     policy: str | None = None
+    answer: str | None = None
 
 
 @dataclass
@@ -62,6 +63,8 @@ def answer_for(policy_text: str, content: str, rules: list[Rule]) -> tuple[str, 
     level = hit.level if hit else 0
     reasoning = (f"Stand-in: the text contains '{hit.trigger}', which the test rules map to level {level}."
                  if hit else "Stand-in: no rule matched, so the text is allowed.")
+    if hit and hit.answer is not None:
+        return hit.answer, reasoning
     prefix = PREFIX.search(policy_text)
     if prefix:
         return f"{prefix.group(1)}{level}", reasoning

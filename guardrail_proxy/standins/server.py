@@ -15,7 +15,6 @@ class ServerThread:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                                 lifespan="on", timeout_keep_alive=30)
         self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.host = host
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -1,0 +1,147 @@
+"""Shared fixtures: real stand-in servers on 127.0.0.1 and a real proxy in front of them.
+
+Nothing of our own code is mocked: the proxy runs under uvicorn, the tests talk to it with the official
+openai SDK, and the stand-ins speak the vLLM/OpenAI wire format over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import yaml
+
+from guardrail_proxy.app import create_app
+from guardrail_proxy.loader import load_config
+from guardrail_proxy.settings import Settings
+from guardrail_proxy.standins.safeguard import SafeguardBehaviour, build_safeguard_app
+from guardrail_proxy.standins.server import ServerThread
+from guardrail_proxy.standins.upstream import UpstreamBehaviour, build_upstream_app
+
+VIOLENCE_POLICY = """---
+id: violence
+title: Test violence policy
+format: label
+label_prefix: TV
+labels: {TV0: Allowed, TV1: Mild, TV2: Graphic, TV3: Extreme}
+refusal: "That request is not allowed here."
+safe_text: "Let's talk about something else."
+---
+# Test violence policy
+Answer with exactly one code: TV0, TV1, TV2 or TV3.
+"""
+
+SELFHARM_POLICY = """---
+id: selfharm
+title: Test binary policy
+format: binary
+default_action: block
+---
+# Test binary policy
+Answer 1 if the content encourages self-harm, else 0.
+"""
+
+JSON_POLICY = """---
+id: spam
+title: Test JSON policy
+format: json
+default_action: annotate
+---
+# Test JSON policy
+Answer {"violation": 0 or 1, "policy_category": string or null, "rationale": string}.
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def safeguard() -> Iterator[tuple[SafeguardBehaviour, ServerThread]]:
+    behaviour = SafeguardBehaviour()
+    with ServerThread(build_safeguard_app(behaviour)) as server:
+        yield behaviour, server
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[UpstreamBehaviour, ServerThread]]:
+    behaviour = UpstreamBehaviour()
+    with ServerThread(build_upstream_app(behaviour)) as server:
+        yield behaviour, server
+
+
+@dataclass
+class Proxy:
+    url: str
+    client: openai.OpenAI
+    audit_path: Path
+    classifier: SafeguardBehaviour
+    upstream: UpstreamBehaviour
+
+    def audit(self) -> list[dict[str, Any]]:
+        if not self.audit_path.exists():
+            return []
+        return [json.loads(line) for line in self.audit_path.read_text().splitlines()]
+
+
+def write_config(tmp: Path, route: dict[str, Any], classifier_url: str, upstream_url: str,
+                 classifier: dict[str, Any] | None = None, upstream: dict[str, Any] | None = None,
+                 extra_routes: dict[str, dict[str, Any]] | None = None) -> Path:
+    policies = tmp / "policies"
+    policies.mkdir(exist_ok=True)
+    for name, text in [("violence", VIOLENCE_POLICY), ("selfharm", SELFHARM_POLICY), ("spam", JSON_POLICY)]:
+        (policies / f"{name}.md").write_text(textwrap.dedent(text))
+    routes = tmp / "routes"
+    routes.mkdir(exist_ok=True)
+    base_route = {"models": ["test-model"], "upstream": "standin", "policies": [{"id": "violence"}]}
+    (routes / "main.yaml").write_text(yaml.safe_dump({**base_route, **route}))
+    for name, extra in (extra_routes or {}).items():
+        (routes / f"{name}.yaml").write_text(yaml.safe_dump(extra))
+    proxy = {
+        "server": {"max_body_bytes": 65536},
+        "classifiers": {"default": {"base_url": f"{classifier_url}/v1", "timeout_s": 2, "retries": 1,
+                                    **(classifier or {})}},
+        "upstreams": {"standin": upstream or {"provider": "openai", "model": "stand-in-chat",
+                                              "api_base": f"{upstream_url}/v1"}},
+        "policies": {"dirs": ["policies"]},
+        "audit": {"path": str(tmp / "audit.jsonl")},
+    }
+    path = tmp / "proxy.yaml"
+    path.write_text(yaml.safe_dump(proxy))
+    return path
+
+
+@pytest.fixture
+def make_proxy(tmp_path: Path, safeguard: tuple[SafeguardBehaviour, ServerThread],
+               upstream: tuple[UpstreamBehaviour, ServerThread]) -> Iterator[Any]:
+    """make_proxy(route_overrides, classifier=..., upstream=...) -> Proxy, running until the test ends."""
+    started: list[ServerThread] = []
+    sg_behaviour, sg_server = safeguard
+    up_behaviour, up_server = upstream
+
+    def make(route: dict[str, Any] | None = None, *, classifier_url: str | None = None,
+             classifier: dict[str, Any] | None = None, upstream_cfg: dict[str, Any] | None = None,
+             extra_routes: dict[str, dict[str, Any]] | None = None) -> Proxy:
+        path = write_config(tmp_path, route or {}, classifier_url or sg_server.url, up_server.url,
+                            classifier, upstream_cfg, extra_routes)
+        server = ServerThread(create_app(load_config(path), Settings())).start()
+        started.append(server)
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="test", max_retries=0, timeout=20)
+        return Proxy(server.url, client, tmp_path / "audit.jsonl", sg_behaviour, up_behaviour)
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
