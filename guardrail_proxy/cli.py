@@ -6,12 +6,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import uvicorn
 
 from .app import create_app
 from .demo import run_demo
 from .errors import ConfigError
+from .lint import Limits, lint_path
 from .loader import load_config
 from .settings import Settings
 
@@ -40,6 +42,18 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_policy_lint(args: argparse.Namespace, settings: Settings) -> int:
+    limits = Limits(min_tokens=args.min_tokens, max_tokens=args.max_tokens)
+    findings = [f for path in args.paths for f in lint_path(Path(path), limits)]
+    for finding in findings:
+        print(finding, file=sys.stderr)
+    if findings:
+        print(f"{len(findings)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"ok: {', '.join(args.paths)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guardrail-proxy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="load and check a config without serving")
     validate.add_argument("--config")
     validate.set_defaults(func=cmd_validate)
+
+    policy = sub.add_parser("policy", help="policy tools").add_subparsers(dest="policy_command", required=True)
+    lint = policy.add_parser("lint", help="check policy files and their example sets")
+    lint.add_argument("paths", nargs="+", help="policy files or directories of policies")
+    lint.add_argument("--min-tokens", type=int, default=400)
+    lint.add_argument("--max-tokens", type=int, default=900)
+    lint.set_defaults(func=cmd_policy_lint)
     return parser
 
 

@@ -150,10 +150,11 @@ class RouteConfig(Frozen):
     output: OutputCheck = OutputCheck()
     policies: tuple[PolicyRule, ...] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique_policies(self) -> RouteConfig:
-        ids = [rule.id for rule in self.policies]
+    @field_validator("policies")
+    @classmethod
+    def _unique_policies(cls, value: tuple[PolicyRule, ...]) -> tuple[PolicyRule, ...]:
+        ids = [rule.id for rule in value]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"policies listed twice: {', '.join(dupes)}")
-        return self
+        return value

@@ -56,7 +56,7 @@ def validate(model: type[M], data: Any, file: Path) -> M:
         errors = exc.errors()
         first = errors[0]
         field = ".".join(str(p) for p in first["loc"])
-        reason = first["msg"]
+        reason = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             reason = "unknown field (check the spelling)"
         if len(errors) > 1:

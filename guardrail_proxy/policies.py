@@ -108,7 +108,7 @@ def parse_policy(raw: str, source: str) -> Policy:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "front matter"
-        raise ConfigError(source, field, err["msg"]) from None
+        raise ConfigError(source, field, err["msg"].removeprefix("Value error, ")) from None
     text = body.strip() + "\n"
     try:
         return Policy(**meta.model_dump(), text=text, digest=digest_of(text), source=source)

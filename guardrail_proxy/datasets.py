@@ -1,0 +1,268 @@
+"""Labelled example sets -> `Example` values, for `eval` and `policy lint`.
+
+Three layouts, picked by the file:
+  *.jsonl   one object per line: `text`, `label`, optional `id`, `role`, `context` (other fields ignored);
+            our pack's teen_safety_policies/<slug>/examples.jsonl is this layout.
+  *.csv     a header row; columns named by `text_col` / `label_col` / `id_col` (default text, label, id),
+            optional `role` and `context` columns.
+  official  the official teen-safety pack's CSV: line 1 a free-text note, line 2 the header
+            `example,classification,Responses,Response Label`. Each row gives a prompt item (role user)
+            and, when the response cells are filled, an assistant item with the prompt as its context.
+
+A label is 0/1 (also "0", "1", true, false) or a code `<PREFIX><N>` (a violation when N > 0). Every bad row
+raises `ConfigError(file, "line N", reason)`: a row is never dropped silently, because a quietly smaller
+example set makes metrics look better than they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .policies import Policy
+
+OFFICIAL_HEADER = ("example", "classification", "responses", "response label")
+ROLES = ("user", "assistant")
+LABEL_CODE = re.compile(r"([A-Z]{1,6})([0-9]+)")
+TRUE_WORDS = {"1": "1", "true": "1", "0": "0", "false": "0"}
+
+
+@dataclass(frozen=True)
+class Label:
+    code: str  # as written in the dataset, normalised: "0", "1" or e.g. "DR2"
+    violation: bool
+    level: int | None  # the code's level; None for 0/1 labels
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    text: str
+    label: str
+    violation: bool
+    level: int | None
+    role: str
+    context: str | None
+    source_line: int
+
+
+class RowError(ValueError):
+    """A reason a row is bad; `load_dataset` adds the file and line."""
+
+
+def parse_label(raw: Any, policy: Policy | None = None) -> Label:
+    """Pure: one dataset label cell -> `Label`. Raises RowError with the reason."""
+    if isinstance(raw, bool):
+        return Label("1" if raw else "0", raw, None)
+    if isinstance(raw, int) and raw in (0, 1):
+        return Label(str(raw), bool(raw), None)
+    if not isinstance(raw, str) or not raw.strip():
+        raise RowError(f"label must be 0, 1, true, false or a label code such as DR2; got {raw!r}")
+    text = raw.strip()
+    if text.lower() in TRUE_WORDS:
+        code = TRUE_WORDS[text.lower()]
+        return Label(code, code == "1", None)
+    match = LABEL_CODE.fullmatch(text)
+    if not match:
+        raise RowError(f"label must be 0, 1, true, false or a label code such as DR2; got {raw!r}")
+    prefix, level = match.group(1), int(match.group(2))
+    if policy is not None and policy.format == "label":
+        if prefix != policy.label_prefix:
+            raise RowError(f"label {text} does not belong to policy '{policy.id}' (its codes are "
+                           f"{', '.join(policy.labels)})")
+        if text not in policy.labels:
+            raise RowError(f"label {text} is not one of policy '{policy.id}' codes {', '.join(policy.labels)}")
+    return Label(text, level > 0, level)
+
+
+def optional_text(row: dict[str, Any], name: str) -> str | None:
+    value = row.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise RowError(f"'{name}' must be a string; got {value!r}")
+    return value
+
+
+def make_example(row: dict[str, Any], line: int, policy: Policy | None, *, text_col: str = "text",
+                 label_col: str = "label", id_col: str = "id") -> Example:
+    """Pure: one parsed row (a JSON object or a CSV record) -> Example. Raises RowError."""
+    text = row.get(text_col)
+    if not isinstance(text, str) or not text.strip():
+        raise RowError(f"'{text_col}' must be a non-empty string")
+    if label_col not in row or row[label_col] is None:
+        raise RowError(f"missing '{label_col}'")
+    label = parse_label(row[label_col], policy)
+    raw_id = row.get(id_col)
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int | None):
+        raise RowError(f"'{id_col}' must be a string or a number; got {raw_id!r}")
+    role = optional_text(row, "role") or "user"
+    if role not in ROLES:
+        raise RowError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
+    item_id = str(raw_id) if raw_id not in (None, "") else f"line-{line}"
+    return Example(item_id, text, label.code, label.violation, label.level, role, optional_text(row, "context"),
+                   line)
+
+
+def jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise RowError(f"line {number}: not valid JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise RowError(f"line {number}: expected a JSON object")
+        yield number, row
+
+
+def csv_records(text: str, first_line: int) -> Iterator[tuple[int, list[str]]]:
+    """(physical line where the record starts, cells); quoted cells may span lines."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = first_line
+    for cells in reader:
+        if any(cell.strip() for cell in cells):
+            yield start, cells
+        start = first_line + reader.line_num
+
+
+def split_first_line(text: str) -> tuple[str, str]:
+    head, _sep, rest = text.partition("\n")
+    return head.rstrip("\r"), rest
+
+
+def is_official_layout(text: str) -> bool:
+    _note, rest = split_first_line(text)
+    header, _rest = split_first_line(rest)
+    cells = next(csv.reader([header]), [])
+    return tuple(c.strip().lower() for c in cells) == OFFICIAL_HEADER
+
+
+def official_examples(text: str, policy: Policy | None) -> Iterator[Example]:
+    """Pure: the official pack's CSV text -> examples. Raises RowError prefixed with the line."""
+    _note, body = split_first_line(text)
+    records = csv_records(body, first_line=2)
+    next(records, None)  # the header, already recognised
+    for line, cells in records:
+        example, prompt_label, response, response_label = (cells + ["", "", "", ""])[:4]
+        try:
+            if example.strip() or prompt_label.strip():
+                yield make_example({"text": example, "label": prompt_label, "id": f"line-{line}"}, line, policy)
+            if response.strip() or response_label.strip():
+                yield make_example({"text": response, "label": response_label, "id": f"line-{line}-response",
+                                    "role": "assistant", "context": example.strip() or None}, line, policy)
+        except RowError as exc:
+            raise RowError(f"line {line}: {exc}") from None
+
+
+def mapped_examples(text: str, policy: Policy | None, text_col: str, label_col: str,
+                    id_col: str) -> Iterator[Example]:
+    """Pure: a CSV with a header row -> examples, columns picked by name."""
+    records = csv_records(text, first_line=1)
+    first = next(records, None)
+    if first is None:
+        return
+    header = [c.strip() for c in first[1]]
+    for column in (text_col, label_col):
+        if column not in header:
+            raise RowError(f"line {first[0]}: no column '{column}'; columns are {', '.join(header)}")
+    for line, cells in records:
+        if len(cells) != len(header):
+            raise RowError(f"line {line}: {len(cells)} cells but the header has {len(header)}")
+        try:
+            yield make_example(dict(zip(header, cells, strict=True)), line, policy, text_col=text_col,
+                               label_col=label_col, id_col=id_col)
+        except RowError as exc:
+            raise RowError(f"line {line}: {exc}") from None
+
+
+def jsonl_examples(text: str, policy: Policy | None) -> Iterator[Example]:
+    for line, row in jsonl_rows(text):
+        try:
+            yield make_example(row, line, policy)
+        except RowError as exc:
+            raise RowError(f"line {line}: {exc}") from None
+
+
+def check_consistent(examples: list[Example]) -> None:
+    """Unique ids, and one label prefix per file (mixing two policies' codes is a mistake)."""
+    seen: dict[str, int] = {}
+    prefix_at: tuple[str, int] | None = None
+    for example in examples:
+        if example.id in seen:
+            raise RowError(f"line {example.source_line}: id '{example.id}' is also on line {seen[example.id]}")
+        seen[example.id] = example.source_line
+        if example.level is None:
+            continue
+        prefix = example.label.rstrip("0123456789")
+        if prefix_at is None:
+            prefix_at = (prefix, example.source_line)
+        elif prefix != prefix_at[0]:
+            raise RowError(f"line {example.source_line}: label {example.label} mixes prefix {prefix} with "
+                           f"{prefix_at[0]} (line {prefix_at[1]})")
+
+
+def split_location(message: str) -> tuple[str, str]:
+    """'line 4: reason' -> ('line 4', 'reason'), so ConfigError shows file, line and reason."""
+    match = re.match(r"(line \d+): (.*)", message, re.DOTALL)
+    return (match.group(1), match.group(2)) if match else ("", message)
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), "", f"cannot read dataset: {exc}") from None
+
+
+def collect(examples: Iterator[Example], source: str) -> list[Example]:
+    """Run the row parser to the end and check the whole set; RowError -> ConfigError naming file and line."""
+    try:
+        found = list(examples)
+        check_consistent(found)
+    except RowError as exc:
+        raise ConfigError(source, *split_location(str(exc))) from None
+    if not found:
+        raise ConfigError(source, "", "the dataset has no examples")
+    return found
+
+
+def parse_dataset(text: str, source: str, *, text_col: str | None = None, label_col: str | None = None,
+                  id_col: str | None = None, policy: Policy | None = None) -> list[Example]:
+    """Pure: a dataset's text -> examples; the layout comes from `source`'s suffix and the CSV header."""
+    mapping = any(c is not None for c in (text_col, label_col, id_col))
+    suffix = Path(source).suffix.lower()
+    if suffix == ".csv" and not mapping and is_official_layout(text):
+        return collect(official_examples(text, policy), source)
+    if suffix == ".csv":
+        return collect(mapped_examples(text, policy, text_col or "text", label_col or "label", id_col or "id"),
+                       source)
+    if mapping:
+        raise ConfigError(source, "", "--text-col/--label-col/--id-col apply to CSV files only")
+    if suffix in (".jsonl", ".ndjson"):
+        return collect(jsonl_examples(text, policy), source)
+    raise ConfigError(source, "", "unknown dataset format: use .jsonl or .csv")
+
+
+def load_dataset(path: str | Path, *, text_col: str | None = None, label_col: str | None = None,
+                 id_col: str | None = None, policy: Policy | None = None) -> list[Example]:
+    path = Path(path)
+    return parse_dataset(read_text(path), str(path), text_col=text_col, label_col=label_col, id_col=id_col,
+                         policy=policy)
+
+
+def read_official_csv(path: str | Path, *, policy: Policy | None = None) -> list[Example]:
+    """The official pack's datasets/<slug>.csv, whatever its file name."""
+    path = Path(path)
+    text = read_text(path)
+    if not is_official_layout(text):
+        raise ConfigError(str(path), "line 2", "expected the header example,classification,Responses,Response Label")
+    return collect(official_examples(text, policy), str(path))

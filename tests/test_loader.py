@@ -1,0 +1,106 @@
+"""Bad config stops start-up with file, field and reason; the shipped config loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import VIOLENCE_POLICY
+
+from guardrail_proxy.cli import main
+from guardrail_proxy.errors import ConfigError
+from guardrail_proxy.loader import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tree(tmp: Path, proxy: dict | str, routes: dict[str, dict | str]) -> Path:
+    (tmp / "routes").mkdir()
+    (tmp / "policies").mkdir()
+    (tmp / "policies" / "violence.md").write_text(VIOLENCE_POLICY)
+    for name, route in routes.items():
+        (tmp / "routes" / f"{name}.yaml").write_text(route if isinstance(route, str) else yaml.safe_dump(route))
+    path = tmp / "proxy.yaml"
+    path.write_text(proxy if isinstance(proxy, str) else yaml.safe_dump(proxy))
+    return path
+
+
+PROXY = {"classifiers": {"default": {"base_url": "http://127.0.0.1:8000/v1"}},
+         "upstreams": {"u": {"model": "openai/gpt-4o-mini"}}, "policies": {"dirs": ["policies"]}}
+ROUTE = {"models": ["m"], "upstream": "u", "policies": [{"id": "violence"}]}
+
+
+def test_shipped_config_loads():
+    config = load_config(REPO / "config" / "proxy.yaml")
+    assert {r.name for r in config.routes} == {"default", "teen"}
+    teen = config.route("teen")
+    assert teen is not None and len(teen.policies) == 6
+    assert len(config.policies) == 6
+
+
+def test_a_good_tree_loads(tmp_path):
+    config = load_config(tree(tmp_path, PROXY, {"main": ROUTE}))
+    assert config.routes[0].name == "main" and config.policies["violence"].label_prefix == "TV"
+
+
+@pytest.mark.parametrize(("proxy", "route", "file", "field", "reason"), [
+    ({**PROXY, "sever": {}}, ROUTE, "proxy.yaml", "sever", "unknown field"),
+    ({**PROXY, "server": {"port": "eighty"}}, ROUTE, "proxy.yaml", "server.port", "integer"),
+    ({**PROXY, "classifiers": {}}, ROUTE, "proxy.yaml", "classifiers", "at least one"),
+    ({**PROXY, "classifiers": {"default": {"base_url": "localhost:8000"}}}, ROUTE, "proxy.yaml",
+     "classifiers.default.base_url", "http://"),
+    ({**PROXY, "classifiers": {"default": {"base_url": "http://x", "reasoning_effort": "none"}}}, ROUTE,
+     "proxy.yaml", "classifiers.default.reasoning_effort", "low"),
+    ({**PROXY, "classifiers": {"default": {"base_url": "http://x", "max_tokens": 50}}}, ROUTE,
+     "proxy.yaml", "classifiers.default.max_tokens", "256"),
+    ({**PROXY, "upstreams": {"u": {"provider": "openai", "model": "m"}}}, ROUTE, "proxy.yaml", "upstreams.u",
+     "api_base"),
+    ({**PROXY, "policies": {"dirs": ["missing"]}}, ROUTE, "missing", "policies.dirs", "not a directory"),
+    (PROXY, {**ROUTE, "upstream": "ghost"}, "main.yaml", "upstream", "unknown upstream 'ghost'"),
+    (PROXY, {**ROUTE, "classifier": "ghost"}, "main.yaml", "classifier", "unknown classifier"),
+    (PROXY, {**ROUTE, "policies": [{"id": "nope"}]}, "main.yaml", "policies.0.id", "unknown policy 'nope'"),
+    (PROXY, {**ROUTE, "policies": [{"id": "violence", "action": "explode"}]}, "main.yaml", "policies.0.action",
+     "block"),
+    (PROXY, {**ROUTE, "policies": [{"id": "violence", "levels": {4: "block"}}]}, "main.yaml",
+     "policies.0.levels", "levels 1..3"),
+    (PROXY, {**ROUTE, "policies": [{"id": "violence", "levels": {0: "block"}}]}, "main.yaml",
+     "policies.0.levels", "1 or more"),
+    (PROXY, {**ROUTE, "policies": []}, "main.yaml", "policies", "at least 1"),
+    (PROXY, {**ROUTE, "fail_mode": "sometimes"}, "main.yaml", "fail_mode", "closed"),
+    (PROXY, {**ROUTE, "modles": ["x"]}, "main.yaml", "modles", "unknown field"),
+    (PROXY, {**ROUTE, "policies": [{"id": "violence"}, {"id": "violence"}]}, "main.yaml", "policies",
+     "listed twice"),
+    (PROXY, "models: [m\n", "main.yaml", "line", "invalid YAML"),
+    ("classifiers: [1, 2", ROUTE, "proxy.yaml", "line", "invalid YAML"),
+    ("- just a list", ROUTE, "proxy.yaml", "", "mapping"),
+])
+def test_bad_config_names_file_field_and_reason(tmp_path, proxy, route, file, field, reason):
+    with pytest.raises(ConfigError) as info:
+        load_config(tree(tmp_path, proxy, {"main": route}))
+    error = info.value
+    assert error.file.endswith(file), error
+    assert error.field.startswith(field), error
+    assert reason in error.reason, error
+
+
+def test_two_routes_claiming_one_model(tmp_path):
+    with pytest.raises(ConfigError, match="already served by route"):
+        load_config(tree(tmp_path, PROXY, {"a": ROUTE, "b": ROUTE}))
+
+
+def test_no_route_files(tmp_path):
+    with pytest.raises(ConfigError, match="no route files"):
+        load_config(tree(tmp_path, PROXY, {}))
+
+
+def test_serve_with_a_bad_config_exits_2_with_the_reason(tmp_path, capsys):
+    path = tree(tmp_path, {**PROXY, "sever": {}}, {"main": ROUTE})
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "proxy.yaml: sever: unknown field" in err and "Traceback" not in err
+
+
+def test_validate_command(tmp_path, capsys):
+    assert main(["validate", "--config", str(tree(tmp_path, PROXY, {"main": ROUTE}))]) == 0
+    assert "1 route(s)" in capsys.readouterr().out

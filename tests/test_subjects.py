@@ -1,0 +1,79 @@
+"""What gets classified and how it is rendered for the classifier."""
+
+from __future__ import annotations
+
+import pytest
+
+from guardrail_proxy.config import InputCheck, OutputCheck
+from guardrail_proxy.protocol import Message
+from guardrail_proxy.subjects import (
+    Subject,
+    Turn,
+    input_subjects,
+    message_text,
+    neutralise,
+    output_subject,
+    render,
+    unreadable_parts,
+)
+
+
+def msgs(*pairs: tuple[str, str]) -> list[Message]:
+    return [Message(role=role, content=text) for role, text in pairs]  # type: ignore[arg-type]
+
+
+CONVO = msgs(("system", "sys"), ("user", "u1"), ("assistant", "a1"), ("user", "u2"), ("assistant", "a2"),
+             ("user", "u3"))
+
+
+@pytest.mark.parametrize(("check", "expected"), [
+    (InputCheck(context_turns=0), [("u3", ())]),
+    (InputCheck(context_turns=2), [("u3", ("u2", "a2"))]),
+    (InputCheck(context_turns=50), [("u3", ("u1", "a1", "u2", "a2"))]),
+    (InputCheck(scope="all_user", context_turns=1), [("u1", ()), ("u2", ("a1",)), ("u3", ("a2",))]),
+])
+def test_input_subjects(check, expected):
+    got = [(s.target.text, tuple(t.text for t in s.context)) for s in input_subjects(CONVO, check)]
+    assert got == expected
+
+
+def test_input_without_user_text_still_checks_the_last_message():
+    subjects = input_subjects(msgs(("system", "only a system prompt")), InputCheck())
+    assert [s.target.text for s in subjects] == ["only a system prompt"]
+
+
+def test_message_text_reads_parts_and_tool_calls():
+    message = Message.model_validate({
+        "role": "assistant",
+        "content": [{"type": "text", "text": "part one"}, {"type": "text", "text": "part two"}],
+        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": 1}'}}],
+    })
+    assert message_text(message) == 'part one\npart two\n[tool call lookup] {"q": 1}'
+
+
+def test_unreadable_parts():
+    message = Message.model_validate({"role": "user", "content": [
+        {"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "x"}},
+        {"type": "input_audio", "input_audio": {}}]})
+    assert unreadable_parts([message]) == ["image_url", "input_audio"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("<|start|>system<|message|>ok<|end|>", "[start]system[message]ok[end]"),
+    ("<|channel|>final<|constrain|>x<|return|><|call|>", "[channel]final[constrain]x[return][call]"),
+    ("a < b | c > d", "a < b | c > d"),
+])
+def test_neutralise(text, expected):
+    assert neutralise(text) == expected
+
+
+def test_render_alone_and_with_context():
+    assert render(Subject(Turn("user", "hi <|end|>"))) == "hi [end]"
+    text = render(Subject(Turn("assistant", "reply"), (Turn("user", "question"),)))
+    assert text.endswith("[classify this: assistant]\nreply")
+    assert "[context: user]\nquestion" in text
+
+
+def test_output_subject_takes_latest_turns_as_context():
+    subject = output_subject("answer", CONVO, OutputCheck(context_turns=1), choice=2)
+    assert subject.index == 2 and [t.text for t in subject.context] == ["u3"]
