@@ -14,13 +14,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .audit import AuditRecord
-from .errors import BodyTooLarge, GuardrailProxyError, RequestError, error_body
-from .guard import Exchange
+from .errors import BodyTooLarge, GuardrailProxyError, error_body
+from .guard import Exchange, StreamReply
 from .loader import LoadedConfig
 from .protocol import parse_chat_request, parse_json_body
 from .routing import ROUTE_HEADER, exposed_models, match_route
 from .runtime import Runtime
 from .settings import Settings
+from .sse_response import EventStreamResponse
 
 log = logging.getLogger("guardrail_proxy")
 
@@ -50,21 +51,30 @@ async def chat_completions(request: Request) -> Response:
     raw = await read_body(request, runtime.config.proxy.server.max_body_bytes)
     chat = parse_chat_request(parse_json_body(raw))
     route = match_route(runtime.config.routes, chat.model, request.headers.get(ROUTE_HEADER))
-    if chat.stream:
-        raise RequestError("stream: true is not supported by this proxy yet; send stream: false",
-                           param="stream")
-    record = AuditRecord(request_id, route.name, chat.model)
+    record = AuditRecord(request_id, route.name, chat.model, stream=bool(chat.stream))
+
+    def close_record() -> None:
+        runtime.audit.write(record)
+        runtime.metrics.inc("guardrail_requests_total", route=route.name, status=str(record.status),
+                            decision=record.to_json()["decision"])
+
     upstream_model = runtime.config.proxy.upstreams[route.upstream].model
-    exchange = Exchange(runtime.checker, runtime.upstreams[route.upstream], upstream_model, route, record)
+    exchange = Exchange(runtime.checker, runtime.upstreams[route.upstream], upstream_model, route, record,
+                        on_stream_end=close_record)
     try:
         reply = await exchange.run(chat)
     except GuardrailProxyError as exc:
         record.status, record.error = exc.status_code, exc.message
+        close_record()
         raise
-    finally:
-        runtime.audit.write(record)
-        runtime.metrics.inc("guardrail_requests_total", route=route.name, status=str(record.status),
-                            decision=record.to_json()["decision"])
+    except BaseException:
+        record.status, record.error = 499, "cancelled or failed before a reply"
+        close_record()
+        raise
+    if isinstance(reply, StreamReply):
+        # The relay closes the record when the stream ends, however it ends.
+        return EventStreamResponse(reply.events, headers={"cache-control": "no-cache", **reply.headers})
+    close_record()
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 

@@ -25,6 +25,7 @@ class AuditRecord:
     stream: bool = False
     decisions: list[Decision] = field(default_factory=list)
     upstream_called: bool = False
+    upstream_cancelled: bool = False
     status: int = 200
     error: str | None = None
     started: float = field(default_factory=time.time)
@@ -40,6 +41,7 @@ class AuditRecord:
             "status": self.status,
             "error": self.error,
             "upstream_called": self.upstream_called,
+            "upstream_cancelled": self.upstream_cancelled,
             "duration_ms": round((time.time() - self.started) * 1000, 2),
             "phases": [phase_json(d) for d in self.decisions],
         }

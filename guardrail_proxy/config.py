@@ -124,6 +124,9 @@ class PolicyRule(Frozen):
 
 class InputCheck(Frozen):
     enabled: bool = True
+    speculative: bool = Field(
+        True, description="start the model call while the input is checked; nothing is relayed before the "
+                          "verdict, and a blocked input cancels the call")
     scope: Literal["latest", "all_user"] = Field(
         "latest", description="latest: the newest user message; all_user: every user message")
     context_turns: int = Field(2, ge=0, le=50, description="earlier turns shown to the classifier")
@@ -132,6 +135,11 @@ class InputCheck(Frozen):
 class OutputCheck(Frozen):
     enabled: bool = True
     context_turns: int = Field(1, ge=0, le=50, description="conversation turns shown with the completion")
+    stream_mode: Literal["window", "buffer", "post"] = Field(
+        "window", description="window: release text only after a verdict covered it; buffer: hold the whole "
+                              "completion; post: stream through, check at the end (annotate/log only)")
+    window_chars: int = Field(400, ge=1, description="window mode: characters per classifier call")
+    window_context_chars: int = Field(200, ge=0, description="window mode: earlier released text shown as context")
 
 
 class RouteConfig(Frozen):

@@ -1,4 +1,5 @@
-"""One non-streaming guarded exchange: check input, call the model, check output, apply the decisions.
+"""One guarded exchange: check input (with the model already running in speculative mode), get the
+completion or the stream, check output, apply the decisions.
 
 No HTTP parsing here (chat.py does that) and no business rules (decisions.py and responses.py do those):
 this module only sequences the steps and records them in the audit record.
@@ -6,6 +7,8 @@ this module only sequences the steps and records them in the audit record.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +30,7 @@ from .responses import (
     strongest,
 )
 from .rewriting import rewrite_input
+from .streaming import ChunkFeed, StreamRelay, refusal_stream
 from .subjects import Subject, input_subjects, message_text, output_subject, unreadable_parts
 from .upstream import Upstream
 
@@ -36,6 +40,12 @@ class Reply:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StreamReply:
+    headers: dict[str, str]
+    events: AsyncIterator[bytes]
 
 
 def unavailable(decision: Decision) -> GuardrailUnavailable:
@@ -62,33 +72,74 @@ def check_media(chat: ChatRequest, route: RouteConfig) -> None:
             "send text, or set allow_unchecked_media on the route", param="messages")
 
 
+Started = asyncio.Task[ChatCompletion] | ChunkFeed
+
+
 class Exchange:
     def __init__(self, checker: Checker, upstream: Upstream, upstream_model: str, route: RouteConfig,
-                 record: AuditRecord) -> None:
+                 record: AuditRecord, on_stream_end: Callable[[], None]) -> None:
         self.checker = checker
         self.upstream = upstream
         self.upstream_model = upstream_model
         self.route = route
         self.record = record
+        self.on_stream_end = on_stream_end
 
     @property
     def decisions(self) -> list[Decision]:
         return self.record.decisions
 
-    async def run(self, chat: ChatRequest) -> Reply:
+    async def run(self, chat: ChatRequest) -> Reply | StreamReply:
         check_media(chat, self.route)
-        if self.route.input.enabled:
-            decision = await self.checker.check("input", input_subjects(chat.messages, self.route.input),
-                                                self.route)
-            self.decisions.append(decision)
-            if decision.outcome is Outcome.UNAVAILABLE:
-                raise unavailable(decision)
-            if decision.outcome is Outcome.BLOCK:
-                return self.blocked(decision, chat)
-            if decision.outcome is Outcome.REWRITE:
-                chat = rewrite_input(chat, decision, self.route.rewrite_input)
+        # Speculative mode: the model starts now, but nothing it says is relayed before the input verdict.
+        started = self.start(chat) if self.route.input.enabled and self.route.input.speculative else None
+        try:
+            checked, early = await self.check_input(chat)
+        except BaseException:
+            await self.cancel(started)
+            raise
+        if early is not None or checked is not chat:
+            await self.cancel(started)  # blocked, or the model must see the rewritten request instead
+            started = None
+        if early is not None:
+            return early
+        started = started or self.start(checked)
+        if isinstance(started, ChunkFeed):
+            return await self.stream(started, checked)
+        return await self.complete(started, checked)
+
+    def start(self, chat: ChatRequest) -> Started:
         self.record.upstream_called = True
-        completion = await self.upstream.complete(chat.forwarded(self.upstream_model))
+        body = chat.forwarded(self.upstream_model)
+        if chat.stream:
+            return ChunkFeed(self.upstream.stream(body))
+        return asyncio.create_task(self.upstream.complete(body))
+
+    async def cancel(self, started: Started | None) -> None:
+        if started is None:
+            return
+        self.record.upstream_cancelled = True
+        if isinstance(started, ChunkFeed):
+            await started.close()
+        else:
+            started.cancel()
+            await asyncio.gather(started, return_exceptions=True)
+
+    async def check_input(self, chat: ChatRequest) -> tuple[ChatRequest, Reply | StreamReply | None]:
+        if not self.route.input.enabled:
+            return chat, None
+        decision = await self.checker.check("input", input_subjects(chat.messages, self.route.input), self.route)
+        self.decisions.append(decision)
+        if decision.outcome is Outcome.UNAVAILABLE:
+            raise unavailable(decision)
+        if decision.outcome is Outcome.BLOCK:
+            return chat, self.blocked(decision, chat)
+        if decision.outcome is Outcome.REWRITE:
+            return rewrite_input(chat, decision, self.route.rewrite_input), None
+        return chat, None
+
+    async def complete(self, task: asyncio.Task[ChatCompletion], chat: ChatRequest) -> Reply:
+        completion = await task
         body = completion.model_dump(mode="json", exclude_unset=True)
         if self.route.output.enabled:
             decision = await self.checker.check("output", completion_subjects(completion, chat, self.route),
@@ -97,20 +148,38 @@ class Exchange:
             if decision.outcome is Outcome.UNAVAILABLE:
                 raise unavailable(decision)
             if decision.outcome is Outcome.BLOCK:
-                return self.blocked(decision, chat)
+                return self.blocked_reply(decision, chat)
             if decision.outcome is Outcome.REWRITE:
                 body = rewrite_choices(completion, decision)
         return self.finish(Reply(200, body))
 
-    def blocked(self, decision: Decision, chat: ChatRequest) -> Reply:
+    async def stream(self, feed: ChunkFeed, chat: ChatRequest) -> StreamReply:
+        try:
+            await feed.opened()  # an upstream that fails to start still gets a proper HTTP error
+        except BaseException:
+            await feed.close()
+            raise
+        relay = StreamRelay(feed, self.checker, self.route, chat, self.record, self.on_stream_end)
+        self.record.stream = True
+        return StreamReply(guardrail_headers(self.record.request_id, self.decisions), relay.events())
+
+    def blocked(self, decision: Decision, chat: ChatRequest) -> Reply | StreamReply:
+        """A refused input: streaming clients with the completion style get the refusal as a stream."""
+        if not chat.stream or self.route.block_style == "error":
+            return self.blocked_reply(decision, chat)
+        rid = self.record.request_id
+        extra = {"guardrail": guardrail_object(rid, self.route.name, self.decisions, self.route.reveal_reasoning)}
+        events = refusal_stream(strongest(decision).refusal, rid, chat.model, chat.n or 1, extra)
+        self.record.stream = True
+        return StreamReply(guardrail_headers(rid, self.decisions), iterate(events, self.on_stream_end))
+
+    def blocked_reply(self, decision: Decision, chat: ChatRequest) -> Reply:
         trigger = strongest(decision)
+        rid = self.record.request_id
         if self.route.block_style == "error":
-            reply = Reply(400, block_error(trigger, self.record.request_id))
-        else:
-            reply = Reply(200, refusal_completion(trigger.refusal, chat.model, self.record.request_id,
-                                                  chat.n or 1))
-        self.record.status = reply.status
-        return self.finish(reply)
+            self.record.status = 400
+            return self.finish(Reply(400, block_error(trigger, rid)))
+        return self.finish(Reply(200, refusal_completion(trigger.refusal, chat.model, rid, chat.n or 1)))
 
     def finish(self, reply: Reply) -> Reply:
         rid = self.record.request_id
@@ -119,3 +188,11 @@ class Exchange:
             reply.body["guardrail"] = guardrail_object(rid, self.route.name, self.decisions,
                                                        self.route.reveal_reasoning)
         return reply
+
+
+async def iterate(events: list[bytes], on_end: Callable[[], None]) -> AsyncIterator[bytes]:
+    try:
+        for event in events:
+            yield event
+    finally:
+        on_end()

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .config import ProxyConfig, RouteConfig
+from .config import Action, ProxyConfig, RouteConfig
 from .errors import ConfigError
 from .official_pack import load_official_pack
 from .policies import Policy, index_policies, load_policy_file, policy_files_in
@@ -114,6 +114,15 @@ def check_route(route: RouteConfig, proxy: ProxyConfig, policies: dict[str, Poli
         if policy is None:
             known = ", ".join(sorted(policies)) or "none loaded"
             raise ConfigError(str(file), f"policies.{i}.id", f"unknown policy '{rule.id}'; loaded: {known}")
+        if route.output.stream_mode == "post" and "output" in rule.phases:
+            actions = {rule.levels.get(level) or rule.action or policy.default_action
+                       for level in range(1, policy.max_level + 1)}
+            strict = sorted(a.value for a in actions if a in (Action.BLOCK, Action.REWRITE))
+            if strict:
+                raise ConfigError(str(file), f"policies.{i}",
+                                  f"output.stream_mode 'post' checks after the text was sent, so it cannot "
+                                  f"{' or '.join(strict)}; use annotate/log for '{policy.id}' on output, "
+                                  f"or stream_mode window/buffer")
         too_high = [level for level in rule.levels if level > policy.max_level]
         if too_high:
             raise ConfigError(str(file), f"policies.{i}.levels",

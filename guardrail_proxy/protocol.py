@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from .errors import RequestError
 
+TYPE_TAGS = {"str", "int", "bool", "float", "none", "dict", "list"}
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
@@ -52,8 +53,8 @@ class ChatRequest(BaseModel):
 
     messages: list[Message] = Field(min_length=1)
     model: str = Field(min_length=1)
-    n: int | None = Field(None, ge=1, le=16)
-    stream: bool | None = None
+    n: StrictInt | None = Field(None, ge=1, le=16)
+    stream: StrictBool | None = None
 
     def forwarded(self, model: str) -> dict[str, Any]:
         """The body to send upstream: everything the client sent, with the upstream's model name."""
@@ -79,5 +80,6 @@ def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
         return ChatRequest.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        param = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("str", "list[")))
+        # Union members appear in the location as type tags ('str', 'list[ContentPart]'); drop them.
+        param = ".".join(str(p) for p in err["loc"] if str(p) not in TYPE_TAGS and "[" not in str(p))
         raise RequestError(f"invalid request: '{param}': {err['msg']}", param=param or None) from None

@@ -18,6 +18,7 @@ from .config import InputCheck, OutputCheck
 from .protocol import Message
 
 HARMONY_TOKEN = re.compile(r"<\|([A-Za-z_]+)\|>")
+TARGET_MARK = "[classify this: "  # precedes the judged message when context is shown
 
 
 @dataclass(frozen=True)
@@ -104,5 +105,5 @@ def render(subject: Subject) -> str:
     lines = ["Conversation excerpt. Classify only the final message; earlier turns are context.", ""]
     for turn in subject.context:
         lines += [f"[context: {turn.role}]", neutralise(turn.text), ""]
-    lines += [f"[classify this: {subject.target.role}]", target]
+    lines += [f"{TARGET_MARK}{subject.target.role}]", target]
     return "\n".join(lines)

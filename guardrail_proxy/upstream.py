@@ -8,10 +8,11 @@ the openai SDK's `ChatCompletion`, so provider types never leak past this module
 from __future__ import annotations
 
 import importlib
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import openai
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .config import UpstreamConfig
 from .errors import UpstreamError
@@ -20,6 +21,10 @@ from .settings import prepare_litellm_import
 
 class Upstream(Protocol):
     async def complete(self, body: dict[str, Any]) -> ChatCompletion: ...
+
+    def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
+        """Chunks of a streamed completion. Closing the iterator (aclose) closes the upstream response."""
+        ...
 
     async def ping(self) -> str | None: ...
 
@@ -71,15 +76,28 @@ class OpenAIUpstream:
         )
 
     async def complete(self, body: dict[str, Any]) -> ChatCompletion:
-        params = {**body, "model": self.cfg.model}
-        standard = {"model", "messages"}
-        extra = {k: v for k, v in params.items() if k not in standard}
         try:
-            # extra_body sends every other field exactly as the client wrote it, known or not.
-            return await self.client.chat.completions.create(
-                model=params["model"], messages=params["messages"], extra_body=extra)
+            return await self.client.chat.completions.create(**self.params(body, stream=False))
         except openai.OpenAIError as exc:
             raise as_upstream_error(exc) from exc
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
+        try:
+            response = await self.client.chat.completions.create(**self.params(body, stream=True))
+        except openai.OpenAIError as exc:
+            raise as_upstream_error(exc) from exc
+        try:
+            async for chunk in response:
+                yield chunk
+        except openai.OpenAIError as exc:
+            raise as_upstream_error(exc) from exc
+        finally:
+            await response.close()
+
+    def params(self, body: dict[str, Any], *, stream: bool) -> dict[str, Any]:
+        # extra_body sends every other field exactly as the client wrote it, known or not.
+        extra = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
+        return {"model": self.cfg.model, "messages": body["messages"], "stream": stream, "extra_body": extra}
 
     async def ping(self) -> str | None:
         return await probe_models(str(self.cfg.api_base), self.api_key)
@@ -97,20 +115,36 @@ class LitellmUpstream:
         litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout
         self.litellm = litellm
 
-    async def complete(self, body: dict[str, Any]) -> ChatCompletion:
+    def params(self, body: dict[str, Any], *, stream: bool) -> dict[str, Any]:
         params: dict[str, Any] = {**body, "model": self.cfg.model, "timeout": self.cfg.timeout_s,
-                                  "num_retries": 0}
+                                  "num_retries": 0, "stream": stream}
         if self.cfg.api_base:
             params["api_base"] = self.cfg.api_base
         if self.api_key:
             params["api_key"] = self.api_key
         elif self.cfg.api_base:
             params["api_key"] = "unused"  # a self-hosted server with no auth; litellm insists on a key
+        return params
+
+    async def complete(self, body: dict[str, Any]) -> ChatCompletion:
         try:
-            response = await self.litellm.acompletion(**params)
+            response = await self.litellm.acompletion(**self.params(body, stream=False))
         except Exception as exc:
             raise as_upstream_error(exc) from exc
         return ChatCompletion.model_validate(response.model_dump())
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
+        try:
+            response = await self.litellm.acompletion(**self.params(body, stream=True))
+        except Exception as exc:
+            raise as_upstream_error(exc) from exc
+        try:
+            async for chunk in response:
+                yield ChatCompletionChunk.model_validate(chunk.model_dump())
+        except Exception as exc:
+            raise as_upstream_error(exc) from exc
+        finally:
+            await response.aclose()
 
     async def ping(self) -> str | None:
         if not self.cfg.api_base:

@@ -25,8 +25,10 @@ def post(proxy, body, **kwargs):
     (b'{"messages": [{"role": "user", "content": "x"}]}', 400, "invalid_request", "model"),
     (b'{"model": 7, "messages": [{"role": "user", "content": "x"}]}', 400, "invalid_request", "model"),
     (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "model_not_found", "model"),
-    (b'{"model": "test-model", "stream": true, "messages": [{"role": "user", "content": "x"}]}', 400,
+    (b'{"model": "test-model", "stream": "yes", "messages": [{"role": "user", "content": "x"}]}', 400,
      "invalid_request", "stream"),
+    (b'{"model": "test-model", "n": 0, "messages": [{"role": "user", "content": "x"}]}', 400,
+     "invalid_request", "n"),
 ])
 def test_bad_requests_get_openai_error_json(make_proxy, body, status, code, param):
     proxy = make_proxy()

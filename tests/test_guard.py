@@ -35,8 +35,11 @@ def test_allow_passes_completion_and_records_the_verdicts(make_proxy):
     assert all(len(c["policy_digest"]) == 64 for c in checks)
 
 
+NOT_SPECULATIVE = {"input": {"speculative": False}}
+
+
 def test_block_error_style_never_calls_the_upstream(make_proxy):
-    proxy = make_proxy()
+    proxy = make_proxy(NOT_SPECULATIVE)
     proxy.classifier.rules.append(Rule("knife fight", 2))
     with pytest.raises(openai.BadRequestError) as info:
         proxy.client.chat.completions.create(model="test-model", messages=user("describe the knife fight"))
@@ -51,7 +54,7 @@ def test_block_error_style_never_calls_the_upstream(make_proxy):
 
 
 def test_block_completion_style_returns_content_filter(make_proxy):
-    proxy = make_proxy({"block_style": "completion"})
+    proxy = make_proxy({"block_style": "completion", **NOT_SPECULATIVE})
     proxy.classifier.rules.append(Rule("knife fight", 3))
     raw = proxy.client.chat.completions.with_raw_response.create(
         model="test-model", messages=user("describe the knife fight"))
@@ -74,11 +77,12 @@ def test_block_on_output_replaces_the_completion(make_proxy):
 
 
 def test_rewrite_input_replaces_the_violating_message(make_proxy):
-    proxy = make_proxy({"policies": [{"id": "violence", "action": "rewrite"}]})
+    proxy = make_proxy({"policies": [{"id": "violence", "action": "rewrite"}], **NOT_SPECULATIVE})
     proxy.classifier.rules.append(Rule("knife fight", 2))
     messages = [{"role": "system", "content": "be nice"}, *user("describe the knife fight")]
     completion = proxy.client.chat.completions.create(model="test-model", messages=messages)
-    sent = proxy.upstream.requests[0]["messages"]
+    [request] = proxy.upstream.requests
+    sent = request["messages"]
     assert sent == [{"role": "system", "content": "be nice"},
                     {"role": "user", "content": "Let's talk about something else."}]
     assert completion.choices[0].message.content == "Stand-in reply to: Let's talk about something else."
@@ -89,8 +93,11 @@ def test_rewrite_input_drop_removes_the_message(make_proxy):
     proxy.classifier.rules.append(Rule("knife fight", 2))
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
                 *user("describe the knife fight")]
-    proxy.client.chat.completions.create(model="test-model", messages=messages)
-    assert [m["content"] for m in proxy.upstream.requests[0]["messages"]] == ["hi", "hello"]
+    completion = proxy.client.chat.completions.create(model="test-model", messages=messages)
+    # Speculative mode had started the original request; the answer comes from the rewritten one.
+    assert [m["content"] for m in proxy.upstream.requests[-1]["messages"]] == ["hi", "hello"]
+    assert completion.choices[0].message.content == "Stand-in reply to: hi"
+    assert proxy.audit()[0]["upstream_cancelled"] is True
 
 
 def test_rewrite_output_uses_the_safe_text(make_proxy):
@@ -185,7 +192,7 @@ def test_identical_checks_in_one_request_are_not_repeated(make_proxy):
 
 @pytest.mark.parametrize("mode", ["garbage", "empty", "error"])
 def test_fail_closed_on_bad_classifier_answers(make_proxy, mode):
-    proxy = make_proxy()
+    proxy = make_proxy(NOT_SPECULATIVE)
     proxy.classifier.mode = mode
     with pytest.raises(openai.InternalServerError) as info:
         proxy.client.chat.completions.create(model="test-model", messages=user("hello"))
@@ -197,7 +204,7 @@ def test_fail_closed_on_bad_classifier_answers(make_proxy, mode):
 
 
 def test_fail_closed_when_classifier_is_down(make_proxy):
-    proxy = make_proxy(classifier_url=f"http://127.0.0.1:{free_port()}")
+    proxy = make_proxy(NOT_SPECULATIVE, classifier_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(openai.InternalServerError) as info:
         proxy.client.chat.completions.create(model="test-model", messages=user("hello"))
     assert info.value.body["code"] == "guardrail_unavailable"

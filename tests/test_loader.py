@@ -71,6 +71,11 @@ def test_a_good_tree_loads(tmp_path):
     (PROXY, {**ROUTE, "modles": ["x"]}, "main.yaml", "modles", "unknown field"),
     (PROXY, {**ROUTE, "policies": [{"id": "violence"}, {"id": "violence"}]}, "main.yaml", "policies",
      "listed twice"),
+    (PROXY, {**ROUTE, "output": {"stream_mode": "post"}}, "main.yaml", "policies.0", "cannot block"),
+    (PROXY, {**ROUTE, "output": {"stream_mode": "post"}, "policies": [{"id": "violence", "action": "annotate",
+                                                                       "levels": {3: "rewrite"}}]},
+     "main.yaml", "policies.0", "cannot rewrite"),
+    (PROXY, {**ROUTE, "output": {"stream_mode": "sometimes"}}, "main.yaml", "output.stream_mode", "window"),
     (PROXY, "models: [m\n", "main.yaml", "line", "invalid YAML"),
     ("classifiers: [1, 2", ROUTE, "proxy.yaml", "line", "invalid YAML"),
     ("- just a list", ROUTE, "proxy.yaml", "", "mapping"),
@@ -82,6 +87,15 @@ def test_bad_config_names_file_field_and_reason(tmp_path, proxy, route, file, fi
     assert error.file.endswith(file), error
     assert error.field.startswith(field), error
     assert reason in error.reason, error
+
+
+@pytest.mark.parametrize("rule", [
+    {"id": "violence", "action": "log", "levels": {2: "annotate"}},
+    {"id": "violence", "phases": ["input"]},  # blocks on input only: fine with post-checked output
+])
+def test_post_mode_with_annotate_log_or_input_only_is_fine(tmp_path, rule):
+    route = {**ROUTE, "output": {"stream_mode": "post"}, "policies": [rule]}
+    assert load_config(tree(tmp_path, PROXY, {"main": route})).routes[0].output.stream_mode == "post"
 
 
 def test_two_routes_claiming_one_model(tmp_path):

@@ -47,7 +47,7 @@ def test_bad_policy_files(raw, field, reason):
 def test_duplicate_ids_are_rejected():
     one = parse_policy(VIOLENCE_POLICY, "a.md")
     two = parse_policy(VIOLENCE_POLICY, "b.md")
-    with pytest.raises(ConfigError, match="also used by a.md"):
+    with pytest.raises(ConfigError, match=r"also used by a\.md"):
         index_policies([one, two])
 
 

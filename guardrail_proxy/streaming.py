@@ -1,0 +1,227 @@
+"""Streamed completions with output moderation.
+
+`ChunkFeed` reads the upstream stream in a background task from the moment the request arrives, so the
+model can run while the input is checked (speculative mode); nothing in it reaches the client until
+the relay iterates it. `StreamRelay` groups chunks into windows (windows.py), checks each window as soon
+as it closes — while the next one is read — and releases a window's chunks only after its verdict.
+On a violation it stops the upstream, sends one final chunk with the refusal and
+finish_reason "content_filter", then [DONE]. When the client goes away, Starlette cancels the relay and
+the `finally` blocks cancel the upstream read and every pending check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from openai.types.chat import ChatCompletionChunk
+
+from .audit import AuditRecord
+from .config import RouteConfig
+from .decisions import Decision, Outcome
+from .errors import GuardrailProxyError, error_body
+from .pipeline import Checker
+from .protocol import ChatRequest
+from .responses import guardrail_object, is_visible, strongest
+from .subjects import Subject, Turn, output_subject
+from .windows import Window, Windower, tail
+
+DONE = b"data: [DONE]\n\n"
+END = object()
+
+
+def sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+def chunk_json(chunk: ChatCompletionChunk) -> dict[str, Any]:
+    return chunk.model_dump(mode="json", exclude_unset=True)
+
+
+def final_chunk(text: str, *, chunk_id: str, model: str, created: int, with_role: bool,
+                choices: int = 1) -> dict[str, Any]:
+    delta: dict[str, Any] = {"content": text}
+    if with_role:
+        delta = {"role": "assistant", **delta}
+    return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": i, "delta": delta, "finish_reason": "content_filter"} for i in range(choices)]}
+
+
+def refusal_stream(text: str, request_id: str, model: str, choices: int, extra: dict[str, Any]) -> list[bytes]:
+    """The whole SSE body for a request refused before any upstream text was relayed."""
+    chunk = final_chunk(text, chunk_id=f"chatcmpl-{request_id}", model=model, created=int(time.time()),
+                        with_role=True, choices=choices)
+    return [sse({**chunk, **extra}), DONE]
+
+
+class ChunkFeed:
+    def __init__(self, source: AsyncIterator[ChatCompletionChunk]) -> None:
+        self.source = source
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.first: Any = None
+        self.task = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            async for chunk in self.source:
+                self.queue.put_nowait(chunk)
+            self.queue.put_nowait(END)
+        except GuardrailProxyError as exc:
+            self.queue.put_nowait(exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.source.aclose()  # type: ignore[attr-defined]  # async generators have aclose
+
+    async def opened(self) -> None:
+        """Wait for the first chunk; raise the upstream's error if the stream could not start."""
+        self.first = await self.queue.get()
+        if isinstance(self.first, GuardrailProxyError):
+            raise self.first
+
+    async def chunks(self) -> AsyncIterator[ChatCompletionChunk | GuardrailProxyError]:
+        item = self.first if self.first is not None else await self.queue.get()
+        while item is not END:
+            yield item
+            if isinstance(item, GuardrailProxyError):
+                return
+            item = await self.queue.get()
+
+    def cancel(self) -> None:
+        """Stop reading; the pump task closes the upstream response in its own `finally`."""
+        self.task.cancel()
+
+    async def close(self) -> None:
+        self.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+@dataclass
+class Checked:
+    window: Window
+    check: asyncio.Task[Decision]
+    final: bool = False
+
+
+@dataclass
+class Passed:
+    chunk: ChatCompletionChunk
+
+
+class StreamRelay:
+    def __init__(self, feed: ChunkFeed, checker: Checker, route: RouteConfig, chat: ChatRequest,
+                 record: AuditRecord, on_done: Callable[[], None]) -> None:
+        self.feed, self.checker, self.route, self.chat = feed, checker, route, chat
+        self.record, self.on_done = record, on_done
+        self.mode = route.output.stream_mode if route.output.enabled else "off"
+        self.items: asyncio.Queue[Any] = asyncio.Queue()
+        self.pending: list[asyncio.Task[Decision]] = []
+        self.sent_role = False
+        self.sent_any = False
+        self.last: dict[str, Any] = {"id": f"chatcmpl-{record.request_id}", "model": chat.model,
+                                     "created": int(time.time())}
+
+    async def events(self) -> AsyncIterator[bytes]:
+        reader = asyncio.create_task(self._read())
+        finished = False
+        try:
+            async for event in self._relay():
+                yield event
+            finished = True
+        finally:
+            if not finished and self.record.status == 200:
+                self.record.status, self.record.error = 499, "the client closed the stream"
+            # Synchronous first: when the client hangs up, the server's cancel scope may cancel every
+            # await in here again, and the upstream must be closed and the record written regardless.
+            reader.cancel()
+            for task in self.pending:
+                task.cancel()
+            self.feed.cancel()
+            self.on_done()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(reader, *self.pending, self.feed.task, return_exceptions=True)
+
+    async def _read(self) -> None:
+        windower = Windower(None if self.mode in ("buffer", "post") else self.route.output.window_chars)
+        async for item in self.feed.chunks():
+            if isinstance(item, GuardrailProxyError):
+                self.items.put_nowait(item)
+                return
+            if self.mode == "off":
+                self.items.put_nowait(Passed(item))
+                continue
+            if self.mode == "post" and item.choices and not any(c.finish_reason for c in item.choices):
+                windower.add(item)  # one window: its text is checked at the end
+                windower.current.chunks.pop()  # this chunk is relayed now, not with the window
+                self.items.put_nowait(Passed(item))
+                continue
+            window = windower.add(item)
+            if window is not None:
+                self.items.put_nowait(self._start_check(window))
+        if self.mode != "off":
+            self.items.put_nowait(self._start_check(windower.finish(), final=True))
+        self.items.put_nowait(END)
+
+    def _start_check(self, window: Window, *, final: bool = False) -> Checked:
+        subjects = [self._subject(window, index, text) for index, text in sorted(window.texts.items())]
+        task = asyncio.create_task(self.checker.check("output", subjects, self.route))
+        self.pending.append(task)
+        return Checked(window, task, final)
+
+    def _subject(self, window: Window, index: int, text: str) -> Subject:
+        base = output_subject(text, self.chat.messages, self.route.output, index)
+        earlier = tail(window.before.get(index, ""), self.route.output.window_context_chars)
+        context = (*base.context, Turn("assistant", earlier)) if earlier else base.context
+        return Subject(base.target, context, index)
+
+    async def _relay(self) -> AsyncIterator[bytes]:
+        while (item := await self.items.get()) is not END:
+            if isinstance(item, GuardrailProxyError):
+                self.record.status, self.record.error = item.status_code, item.message
+                yield sse(item.to_body())
+                return
+            if isinstance(item, Passed):
+                # With no output check the annotation (input verdicts) rides on the first chunk.
+                yield self._emit(item.chunk, annotate=self.mode == "off" and not self.sent_any)
+                continue
+            decision = await item.check
+            self.record.decisions.append(decision)
+            if decision.outcome is Outcome.UNAVAILABLE and self.mode != "post":
+                self.record.status = 503
+                failed = ", ".join(sorted({f.policy_id for f in decision.failures}))
+                yield sse(error_body(f"the guardrail could not check the rest of this reply ({failed}); the "
+                                     "route fails closed, so the stream stops here", "server_error",
+                                     "guardrail_unavailable"))
+                return
+            if decision.outcome in (Outcome.BLOCK, Outcome.REWRITE):
+                trigger = strongest(decision)
+                text = trigger.refusal if decision.outcome is Outcome.BLOCK else trigger.safe_text
+                chunk = final_chunk(text, chunk_id=self.last["id"], model=self.last["model"],
+                                    created=self.last["created"], with_role=not self.sent_role)
+                yield sse({**chunk, **self._annotation()})
+                yield DONE
+                return
+            last = len(item.window.chunks) - 1
+            for position, chunk in enumerate(item.window.chunks):
+                yield self._emit(chunk, annotate=item.final and position == last)
+        yield DONE
+
+    def _emit(self, chunk: ChatCompletionChunk, *, annotate: bool) -> bytes:
+        data = chunk_json(chunk)
+        self.last = {"id": chunk.id, "model": chunk.model, "created": chunk.created}
+        self.sent_role = self.sent_role or any(c.delta.role for c in chunk.choices)
+        self.sent_any = True
+        if annotate:
+            data.update(self._annotation())
+        return sse(data)
+
+    def _annotation(self) -> dict[str, Any]:
+        decisions = self.record.decisions
+        if not is_visible(decisions):
+            return {}
+        return {"guardrail": guardrail_object(self.record.request_id, self.route.name, decisions,
+                                              self.route.reveal_reasoning)}

@@ -1,0 +1,190 @@
+"""Streaming through the real proxy: golden SSE transcripts, moderation modes, speculation, disconnects."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from conftest import user
+
+from guardrail_proxy.standins.safeguard import Rule
+
+GOLDEN = Path(__file__).parent / "golden"
+LONG = ("The knight rode through the quiet valley at dawn. Birds sang above the river. "
+        "Then the battle began and blood covered the field. Afterwards everyone went home to rest.")
+
+
+def transcript(proxy, body: dict) -> str:
+    """The raw SSE body, with ids and timestamps normalised so it can be compared with a golden file."""
+    with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json=body, timeout=20) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = response.read().decode()
+    text = re.sub(r'"created":\d+', '"created":0', text)
+    text = re.sub(r'"(id|request_id)":"[^"]+"', r'"\1":"ID"', text)
+    return re.sub(r'"policy_digest":"[0-9a-f]+"', '"policy_digest":"D"', text)
+
+
+@pytest.fixture
+def check_golden(request):
+    """Compare with tests/golden/<name>.sse; `pytest --update-golden` rewrites them (review the diff)."""
+    update = request.config.getoption("--update-golden")
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN / f"{name}.sse"
+        if update:
+            path.write_text(text)
+        assert path.exists(), f"{path} is missing: run pytest --update-golden and review it"
+        assert text == path.read_text()
+
+    return check
+
+
+def events(text: str) -> list[dict]:
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+
+
+def content_of(text: str) -> str:
+    return "".join(c["delta"].get("content") or "" for e in events(text) for c in e.get("choices", []))
+
+
+def stream_body(prompt: str, **extra) -> dict:
+    return {"model": "test-model", "stream": True, "messages": user(prompt), **extra}
+
+
+def test_golden_allow(make_proxy, check_golden):
+    proxy = make_proxy({"output": {"window_chars": 40}})
+    text = transcript(proxy, stream_body("tell me a short story"))
+    check_golden("allow", text)
+    assert content_of(text) == "Stand-in reply to: tell me a short story"
+    assert text.endswith("data: [DONE]\n\n")
+
+
+def test_golden_block_mid_stream(make_proxy, check_golden):
+    proxy = make_proxy({"output": {"window_chars": 40, "window_context_chars": 20}, "block_style": "completion"})
+    proxy.upstream.replies["story"] = LONG
+    proxy.classifier.rules.append(Rule("blood", 2))
+    text = transcript(proxy, stream_body("a story please"))
+    check_golden("block_mid_stream", text)
+    got = content_of(text)
+    assert "blood" not in got and got.endswith("That request is not allowed here.")
+    assert got.startswith("The knight rode")
+    assert events(text)[-1]["choices"][0]["finish_reason"] == "content_filter"
+    assert events(text)[-1]["guardrail"]["decision"] == "block"
+
+
+def test_golden_block_on_input(make_proxy, check_golden):
+    proxy = make_proxy({"block_style": "completion", "input": {"speculative": False}})
+    proxy.classifier.rules.append(Rule("knife fight", 3))
+    text = transcript(proxy, stream_body("describe a knife fight"))
+    check_golden("block_on_input", text)
+    assert proxy.upstream.requests == []
+
+
+def test_golden_tool_call_stream(make_proxy, check_golden):
+    proxy = make_proxy({"output": {"window_chars": 16}})
+    tools = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}]
+    text = transcript(proxy, stream_body("use the tool now", tools=tools))
+    check_golden("tool_call", text)
+    calls = [c["delta"]["tool_calls"][0] for e in events(text) for c in e["choices"] if c["delta"].get("tool_calls")]
+    assert "".join(c["function"].get("arguments", "") for c in calls) == '{"query": "use the tool now"}'
+    # The tool-call arguments went through the output check.
+    checked = [r["messages"][1]["content"] for r in proxy.classifier.requests[1:]]
+    assert any("[tool call search]" in c for c in checked)
+
+
+def test_sdk_stream_iterator_and_usage(make_proxy):
+    proxy = make_proxy()
+    stream = proxy.client.chat.completions.create(model="test-model", messages=user("hello stream"), stream=True,
+                                                  stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Stand-in reply to: hello stream"
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+    assert proxy.upstream.requests[0]["stream_options"] == {"include_usage": True}
+
+
+def test_sdk_sees_the_block_as_content_filter(make_proxy):
+    proxy = make_proxy({"output": {"window_chars": 30}, "block_style": "completion"})
+    proxy.upstream.replies["story"] = LONG
+    proxy.classifier.rules.append(Rule("blood", 2))
+    chunks = list(proxy.client.chat.completions.create(model="test-model", messages=user("story"), stream=True))
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    [record] = proxy.audit()
+    assert record["stream"] is True and record["decision"] == "block"
+
+
+def test_buffer_mode_checks_once_before_releasing(make_proxy):
+    proxy = make_proxy({"output": {"stream_mode": "buffer"}})
+    proxy.upstream.replies["story"] = LONG
+    text = transcript(proxy, stream_body("story"))
+    assert content_of(text) == LONG
+    assert len(proxy.classifier.requests) == 2  # one input check, one check of the whole completion
+
+
+def test_post_mode_streams_then_annotates(make_proxy):
+    proxy = make_proxy({"output": {"stream_mode": "post"}, "policies": [{"id": "violence", "action": "annotate"}]})
+    proxy.upstream.replies["story"] = LONG
+    proxy.classifier.rules.append(Rule("blood", 2))
+    text = transcript(proxy, stream_body("story"))
+    assert content_of(text) == LONG
+    assert events(text)[-1]["guardrail"]["decision"] == "annotate"
+
+
+def test_mid_stream_classifier_failure_fails_closed(make_proxy):
+    proxy = make_proxy({"output": {"window_chars": 30}})
+    proxy.upstream.replies["story"] = LONG
+    proxy.classifier.rules.append(Rule("battle", answer="no idea"))
+    with pytest.raises(openai.APIError) as info:
+        list(proxy.client.chat.completions.create(model="test-model", messages=user("story"), stream=True))
+    assert "guardrail" in str(info.value)
+
+
+def test_upstream_error_before_the_stream_is_an_http_error(make_proxy):
+    proxy = make_proxy()
+    proxy.upstream.status = 400
+    with pytest.raises(openai.BadRequestError):
+        list(proxy.client.chat.completions.create(model="test-model", messages=user("hi"), stream=True))
+
+
+def test_speculative_latency_is_the_larger_delay_not_the_sum(make_proxy):
+    proxy = make_proxy({"output": {"enabled": False}})
+    proxy.classifier.delay_s = 0.8
+    proxy.upstream.delay_s = 0.8
+    started = time.perf_counter()
+    proxy.client.chat.completions.create(model="test-model", messages=user("hi"))
+    elapsed = time.perf_counter() - started
+    assert elapsed < 1.3, f"speculative request took {elapsed:.2f}s; sequential would be about 1.6s"
+
+
+def test_speculative_block_cancels_the_upstream_stream(make_proxy):
+    proxy = make_proxy({"block_style": "completion"})
+    proxy.upstream.replies["knife"] = LONG
+    proxy.upstream.chunk_delay_s = 0.05
+    proxy.classifier.delay_s = 0.3
+    proxy.classifier.rules.append(Rule("knife", 2))
+    text = transcript(proxy, stream_body("a knife story"))
+    assert content_of(text) == "That request is not allowed here."  # zero upstream bytes relayed
+    deadline = time.time() + 5
+    while proxy.upstream.cancelled == 0 and time.time() < deadline:
+        time.sleep(0.05)
+    assert proxy.upstream.cancelled == 1 and proxy.upstream.completed == 0
+    assert proxy.audit()[0]["upstream_cancelled"] is True
+
+
+def test_client_disconnect_cancels_upstream_and_checks(make_proxy):
+    proxy = make_proxy({"output": {"window_chars": 10}})
+    proxy.upstream.replies["story"] = LONG
+    proxy.upstream.chunk_delay_s = 0.05
+    with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json=stream_body("story"), timeout=20) as r:
+        for _ in r.iter_bytes():
+            break  # read a little, then hang up
+    deadline = time.time() + 5
+    while (proxy.upstream.cancelled == 0 or not proxy.audit()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert proxy.upstream.cancelled == 1 and proxy.upstream.completed == 0
+    assert len(proxy.audit()) == 1

@@ -1,0 +1,65 @@
+"""Hold-back arithmetic: windows of whole chunks, text per choice, context tails."""
+
+from __future__ import annotations
+
+import pytest
+from openai.types.chat import ChatCompletionChunk
+
+from guardrail_proxy.windows import Windower, chunk_texts, tail
+
+
+def chunk(content: str | None = None, finish: str | None = None, index: int = 0, **delta) -> ChatCompletionChunk:
+    if content is not None:
+        delta["content"] = content
+    return ChatCompletionChunk.model_validate({
+        "id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish}]})
+
+
+def test_chunk_texts_reads_content_refusal_and_tool_calls():
+    assert chunk_texts(chunk("hi")) == {0: "hi"}
+    assert chunk_texts(chunk(refusal="no")) == {0: "no"}
+    call = chunk(tool_calls=[{"index": 0, "id": "1", "type": "function", "function": {"name": "f", "arguments": "{"}}])
+    assert chunk_texts(call) == {0: "\n[tool call f] {"}
+    assert chunk_texts(chunk(finish="stop")) == {}
+    assert chunk_texts(chunk("x", index=2)) == {2: "x"}
+
+
+@pytest.mark.parametrize(("size", "pieces", "expected"), [
+    (5, ["ab", "cd", "ef", "g"], [["ab", "cd", "ef"], ["g"]]),
+    (2, ["ab", "c", "d", "e"], [["ab"], ["c", "d"], ["e"]]),
+    (None, ["ab", "cd"], [["ab", "cd"]]),
+    (1, ["a", "b"], [["a"], ["b"], []]),
+])
+def test_windows_are_whole_chunks(size, pieces, expected):
+    windower = Windower(size)
+    windows = [w for p in pieces if (w := windower.add(chunk(p))) is not None]
+    windows.append(windower.finish())
+    got = [[c.choices[0].delta.content for c in w.chunks] for w in windows]
+    if got[-1] == [] and expected[-1] != []:
+        got = got[:-1]
+    assert got == expected
+
+
+def test_window_knows_the_text_before_it():
+    windower = Windower(3)
+    first = windower.add(chunk("abc"))
+    second = windower.add(chunk("def"))
+    assert first is not None and second is not None
+    assert first.before == {} and second.before == {0: "abc"}
+
+
+def test_textless_chunks_travel_with_their_window():
+    windower = Windower(100)
+    windower.add(chunk("", role="assistant"))
+    windower.add(chunk("hello"))
+    windower.add(chunk(finish="stop"))
+    final = windower.finish()
+    assert len(final.chunks) == 3 and final.texts == {0: "hello"}
+
+
+@pytest.mark.parametrize(("text", "chars", "expected"), [
+    ("hello world", 0, ""), ("hello", 10, "hello"), ("one two three", 9, "two three"), ("abcdefgh", 3, "fgh"),
+])
+def test_tail(text, chars, expected):
+    assert tail(text, chars) == expected
