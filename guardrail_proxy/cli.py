@@ -16,6 +16,7 @@ from .errors import ConfigError
 from .lint import Limits, lint_path
 from .loader import load_config
 from .settings import Settings
+from .tools_cli import register as register_tools
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -79,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--min-tokens", type=int, default=400)
     lint.add_argument("--max-tokens", type=int, default=900)
     lint.set_defaults(func=cmd_policy_lint)
+
+    register_tools(sub)  # check, eval
     return parser
 
 

@@ -31,7 +31,8 @@ from .policies import Policy
 OFFICIAL_HEADER = ("example", "classification", "responses", "response label")
 ROLES = ("user", "assistant")
 LABEL_CODE = re.compile(r"([A-Z]{1,6})([0-9]+)")
-TRUE_WORDS = {"1": "1", "true": "1", "0": "0", "false": "0"}
+TRUE_WORDS = ("1", "true")
+FALSE_WORDS = ("0", "false")
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,9 @@ def parse_label(raw: Any, policy: Policy | None = None) -> Label:
     if not isinstance(raw, str) or not raw.strip():
         raise RowError(f"label must be 0, 1, true, false or a label code such as DR2; got {raw!r}")
     text = raw.strip()
-    if text.lower() in TRUE_WORDS:
-        code = TRUE_WORDS[text.lower()]
-        return Label(code, code == "1", None)
+    if text.lower() in TRUE_WORDS + FALSE_WORDS:
+        violation = text.lower() in TRUE_WORDS
+        return Label(str(int(violation)), violation, None)
     match = LABEL_CODE.fullmatch(text)
     if not match:
         raise RowError(f"label must be 0, 1, true, false or a label code such as DR2; got {raw!r}")
@@ -152,7 +153,7 @@ def official_examples(text: str, policy: Policy | None) -> Iterator[Example]:
     records = csv_records(body, first_line=2)
     next(records, None)  # the header, already recognised
     for line, cells in records:
-        example, prompt_label, response, response_label = (cells + ["", "", "", ""])[:4]
+        example, prompt_label, response, response_label = [*cells, "", "", "", ""][:4]
         try:
             if example.strip() or prompt_label.strip():
                 yield make_example({"text": example, "label": prompt_label, "id": f"line-{line}"}, line, policy)

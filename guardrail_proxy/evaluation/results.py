@@ -1,0 +1,63 @@
+"""What one classified example came to: a prediction, or a classifier failure. Never both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..answers import Answer
+from ..datasets import Example
+
+Outcome = Literal["tp", "fp", "fn", "tn", "error"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    violation: bool
+    severity: int
+    label: str
+    rationale: str | None
+    reasoning: str | None
+    raw: str
+    latency_ms: float
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    @classmethod
+    def of(cls, answer: Answer, *, reasoning: str | None, raw: str, latency_ms: float,
+           prompt_tokens: int | None, completion_tokens: int | None) -> Prediction:
+        # Binary and JSON answers may carry no code; "0"/"1" keeps the confusion table complete.
+        label = answer.label or str(int(answer.violation))
+        return cls(answer.violation, answer.severity, label, answer.rationale, reasoning, raw, latency_ms,
+                   prompt_tokens, completion_tokens)
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: str  # a ClassifierError kind: transport, timeout, http, unparseable
+    message: str
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    example: Example
+    prediction: Prediction | None
+    failure: Failure | None = None
+    cached: bool = False
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.prediction is None:
+            return "error"
+        expected, predicted = self.example.violation, self.prediction.violation
+        if predicted:
+            return "tp" if expected else "fp"
+        return "fn" if expected else "tn"
+
+    @property
+    def verdict(self) -> str:
+        """violation / allowed / error: what a reader compares between two policy versions."""
+        if self.prediction is None:
+            return "error"
+        return "violation" if self.prediction.violation else "allowed"
+
