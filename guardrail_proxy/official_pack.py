@@ -1,8 +1,10 @@
 """Read a checkout of the official teen-safety pack into `Policy` values.
 
-Layout: `example_policies/<slug>/policy.md` (plain markdown, no front matter) and `datasets/<slug>.csv`.
+Layout: `example_policies/<slug>/policy.md` (plain markdown, no front matter) and `datasets/<slug>.csv`
+(a free-text first line, then `example,classification,Responses,Response Label`, multi-line cells).
 The label prefix comes from the slug for the six known policies, otherwise from the codes the text uses.
-Pointing `policies.official_pack` at the checkout's root (or at example_policies/) is enough.
+Pointing `policies.official_pack` at the checkout's root (or at example_policies/) is enough; the loader
+also parses each dataset at start-up so a broken file fails loudly, and `eval` can score against it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from .config import Action
+from .datasets import Example, read_official_csv
 from .errors import ConfigError
 from .policies import Policy, digest_of
 
@@ -54,6 +57,23 @@ def official_policy(slug: str, text: str, source: str) -> Policy:
         labels=labels, default_action=Action.BLOCK, refusal=None, safe_text=None, text=body,
         digest=digest_of(body), source=source,
     )
+
+
+def dataset_path(root: Path, slug: str) -> Path | None:
+    """`datasets/<slug>.csv` beside example_policies/, when the checkout has it."""
+    base = root if (root / "example_policies").is_dir() else root.parent
+    path = base / "datasets" / f"{slug}.csv"
+    return path if path.is_file() else None
+
+
+def load_official_datasets(root: Path, policies: list[Policy]) -> dict[str, list[Example]]:
+    """Every policy's validation set, parsed against the policy's label codes (errors name file and line)."""
+    found = {}
+    for policy in policies:
+        path = dataset_path(root, policy.id)
+        if path is not None:
+            found[policy.id] = read_official_csv(path, policy=policy)
+    return found
 
 
 def load_official_pack(root: Path) -> list[Policy]:
