@@ -65,6 +65,7 @@ def outcome_json(outcome: Verdict | CheckFailure, action: str | None) -> dict[st
         "policy": outcome.policy_id, "policy_digest": outcome.policy_digest, "subject": outcome.subject,
         "result": "violation" if outcome.violation else "pass", "label": outcome.label,
         "severity": outcome.severity, "action": action, "latency_ms": round(outcome.latency_ms, 2),
+        "cached": outcome.cached,
         "rationale": outcome.rationale, "reasoning": outcome.reasoning, "answer": outcome.raw,
     }
 

@@ -32,6 +32,7 @@ class Classification:
     latency_ms: float
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached: bool = False
 
 
 class Classifier(Protocol):

@@ -44,6 +44,7 @@ class ClassifierConfig(Frozen):
     max_tokens: int | None = Field(
         None, ge=256, description="leave unset: a tight cap cuts the reasoning and empties the verdict")
     max_concurrency: int = Field(64, ge=1, description="classifier calls in flight at once")
+    cache_entries: int = Field(10_000, ge=0, description="answers kept in memory per process; 0 turns it off")
 
     @field_validator("base_url")
     @classmethod

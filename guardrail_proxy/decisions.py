@@ -39,6 +39,7 @@ class Verdict:
     latency_ms: float = 0.0
     raw: str = ""
     subject: int = 0  # which text of the phase (e.g. which choice) this verdict covers
+    cached: bool = False
 
 
 @dataclass(frozen=True)

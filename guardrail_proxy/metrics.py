@@ -34,7 +34,10 @@ class Metrics:
         result = "violation" if outcome.violation else "pass"
         self.inc("guardrail_checks_total", phase=outcome.phase, policy=outcome.policy_id, result=result,
                  error="")
-        self.observe("guardrail_classifier_seconds", outcome.latency_ms / 1000, policy=outcome.policy_id)
+        if outcome.cached:
+            self.inc("guardrail_check_cache_hits_total", policy=outcome.policy_id)
+        else:
+            self.observe("guardrail_classifier_seconds", outcome.latency_ms / 1000, policy=outcome.policy_id)
 
     def render(self) -> str:
         lines: list[str] = []

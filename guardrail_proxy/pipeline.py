@@ -82,5 +82,5 @@ def to_outcome(phase: Phase, check: Check, result: Classification | ClassifierEr
     return Verdict(
         policy_id=policy.id, policy_digest=policy.digest, phase=phase, violation=answer.violation,
         severity=answer.severity, label=answer.label, rationale=answer.rationale, reasoning=result.reasoning,
-        latency_ms=result.latency_ms, raw=result.raw, subject=check.subject,
+        latency_ms=result.latency_ms, raw=result.raw, subject=check.subject, cached=result.cached,
     )

@@ -15,6 +15,7 @@ from .metrics import Metrics
 from .pipeline import Checker
 from .settings import Settings
 from .upstream import Upstream, build_upstream
+from .verdict_cache import CachingClassifier
 
 
 @dataclass
@@ -31,10 +32,10 @@ class Runtime:
     def build(cls, config: LoadedConfig, settings: Settings) -> Runtime:
         proxy = config.proxy
         used_upstreams = {r.upstream for r in config.routes}
-        classifiers: dict[str, Classifier] = {
-            name: SafeguardClient(cfg, settings.secret(cfg.api_key_env))
-            for name, cfg in proxy.classifiers.items()
-        }
+        classifiers: dict[str, Classifier] = {}
+        for name, cfg in proxy.classifiers.items():
+            client: Classifier = SafeguardClient(cfg, settings.secret(cfg.api_key_env))
+            classifiers[name] = CachingClassifier(client, cfg.cache_entries) if cfg.cache_entries else client
         upstreams = {
             name: build_upstream(cfg, settings.secret(cfg.api_key_env))
             for name, cfg in proxy.upstreams.items() if name in used_upstreams
