@@ -40,11 +40,18 @@ class Metrics:
             self.observe("guardrail_classifier_seconds", outcome.latency_ms / 1000, policy=outcome.policy_id)
 
     def render(self) -> str:
-        lines: list[str] = []
+        """Prometheus text format, one group per family; summaries as their _sum and _count series."""
+        summaries = {name for name, _ in self.sums}
+        families: dict[str, list[str]] = {}
         for (name, labels), value in sorted(self.counters.items()):
-            lines.append(f"{name}{fmt(labels)} {value}")
+            family = name.removesuffix("_count") if name.removesuffix("_count") in summaries else name
+            families.setdefault(family, []).append(f"{name}{fmt(labels)} {value}")
         for (name, labels), value in sorted(self.sums.items()):
-            lines.append(f"{name}_sum{fmt(labels)} {value:.6f}")
+            families.setdefault(name, []).append(f"{name}_sum{fmt(labels)} {value:.6f}")
+        lines: list[str] = []
+        for family, samples in sorted(families.items()):
+            lines.append(f"# TYPE {family} {'summary' if family in summaries else 'counter'}")
+            lines += samples
         return "\n".join(lines) + "\n"
 
 
