@@ -96,6 +96,16 @@ def show(label: str, prompt: str, client: openai.OpenAI) -> None:
         print(f"   message: {error.get('message')!r}")
 
 
+def show_audit(path: Path) -> None:
+    """The audit record of the blocked call: what the operator sees, reasoning included."""
+    last = json.loads(path.read_text().splitlines()[-1])
+    check = next(c for phase in last["phases"] for c in phase["checks"] if c["result"] == "violation")
+    print(f"\nAudit record of the blocked call ({path.name}, one JSON line per request):")
+    print(f"   decision={last['decision']!r} upstream_cancelled={last['upstream_cancelled']} "
+          f"policy={check['policy']!r} digest={check['policy_digest'][:12]} label={check['label']!r}")
+    print(f"   reasoning: {check['reasoning']!r}")
+
+
 def run_demo(port: int = 0, keep: bool = False) -> int:
     sg_behaviour = SafeguardBehaviour(rules=[Rule("skip meals", 2), Rule("crash diet", 1)])
     with tempfile.TemporaryDirectory(prefix="guardrail-demo-") as tmp, \
@@ -110,7 +120,7 @@ def run_demo(port: int = 0, keep: bool = False) -> int:
             client = openai.OpenAI(base_url=base_url, api_key="demo", max_retries=0)
             for label, prompt in CALLS:
                 show(label, prompt, client)
-            print(f"\nAudit records (with the classifier's reasoning): {tmp}/audit.jsonl")
+            show_audit(Path(tmp) / "audit.jsonl")
             print(f"Stand-in classifier calls: {len(sg_behaviour.requests)}")
             if keep:
                 print(f"\nProxy listening on {base_url} (model 'demo-model'); Ctrl-C to stop.")
