@@ -8,6 +8,7 @@ the openai SDK's `ChatCompletion`, so provider types never leak past this module
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -113,6 +114,7 @@ class LitellmUpstream:
         prepare_litellm_import()
         litellm: Any = importlib.import_module("litellm")  # ~2 s: only when a route needs it
         litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout
+        logging.getLogger("LiteLLM").setLevel(logging.WARNING)  # one INFO line per call otherwise
         self.litellm = litellm
 
     def params(self, body: dict[str, Any], *, stream: bool) -> dict[str, Any]:
