@@ -58,8 +58,8 @@ async def chat_completions(request: Request) -> Response:
         runtime.metrics.inc("guardrail_requests_total", route=route.name, status=str(record.status),
                             decision=record.to_json()["decision"])
 
-    upstream_model = runtime.config.proxy.upstreams[route.upstream].model
-    exchange = Exchange(runtime.checker, runtime.upstreams[route.upstream], upstream_model, route, record,
+    upstream_cfg = runtime.config.proxy.upstreams[route.upstream]
+    exchange = Exchange(runtime.checker, runtime.upstreams[route.upstream], upstream_cfg, route, record,
                         on_stream_end=close_record)
     try:
         reply = await exchange.run(chat)
@@ -67,8 +67,12 @@ async def chat_completions(request: Request) -> Response:
         record.status, record.error = exc.status_code, exc.message
         close_record()
         raise
+    except Exception as exc:
+        record.status, record.error = 500, f"internal error: {type(exc).__name__}"
+        close_record()
+        raise
     except BaseException:
-        record.status, record.error = 499, "cancelled or failed before a reply"
+        record.status, record.error = 499, "cancelled before a reply"
         close_record()
         raise
     if isinstance(reply, StreamReply):

@@ -70,6 +70,19 @@ def reasoning_of(completion: ChatCompletion) -> str | None:
     return None
 
 
+def read_reply(completion: ChatCompletion) -> tuple[str | None, str | None]:
+    """(content, reasoning) of a 200 answer. The SDK does not validate responses, so a server that
+    answers with the wrong shape is caught here as an unparseable answer, not as a crash."""
+    try:
+        content = completion.choices[0].message.content
+        reasoning = reasoning_of(completion)
+    except (AttributeError, IndexError, KeyError, TypeError):
+        raise ClassifierError("the classifier's response has no choices[0].message", kind="unparseable") from None
+    if content is not None and not isinstance(content, str):
+        raise ClassifierError("the classifier's message content is not text", kind="unparseable")
+    return content, reasoning
+
+
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
@@ -119,18 +132,16 @@ class SafeguardClient:
         except Exception as exc:  # every transport/HTTP fault becomes a classifier error
             raise as_classifier_error(exc) from exc
         latency_ms = (time.perf_counter() - started) * 1000
-        if not completion.choices:
-            raise ClassifierError("the classifier returned no choices", kind="unparseable")
-        content_out = completion.choices[0].message.content
+        content_out, reasoning = read_reply(completion)
         answer = parse_answer(content_out, policy)
-        usage = completion.usage
+        usage = getattr(completion, "usage", None)
         return Classification(
             answer=answer,
-            reasoning=reasoning_of(completion),
+            reasoning=reasoning,
             raw=content_out or "",
             latency_ms=latency_ms,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
         )
 
     async def _call_with_retries(self, request: dict[str, Any]) -> ChatCompletion:

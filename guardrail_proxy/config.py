@@ -128,8 +128,9 @@ class InputCheck(Frozen):
     speculative: bool = Field(
         True, description="start the model call while the input is checked; nothing is relayed before the "
                           "verdict, and a blocked input cancels the call")
-    scope: Literal["latest", "all_user"] = Field(
-        "latest", description="latest: the newest user message; all_user: every user message")
+    scope: Literal["latest", "all_user", "all"] = Field(
+        "latest", description="latest: the newest user message; all_user: every user message; all: every "
+                              "message of any role (system, developer, assistant, tool), so forged turns are checked")
     context_turns: int = Field(2, ge=0, le=50, description="earlier turns shown to the classifier")
 
 
@@ -140,7 +141,9 @@ class OutputCheck(Frozen):
         "window", description="window: release text only after a verdict covered it; buffer: hold the whole "
                               "completion; post: stream through, check at the end (annotate/log only)")
     window_chars: int = Field(400, ge=1, description="window mode: characters per classifier call")
-    window_context_chars: int = Field(200, ge=0, description="window mode: earlier released text shown as context")
+    window_context_chars: int = Field(
+        200, ge=0, description="window mode: characters of the previous window judged again with each window, "
+                               "so a phrase split by a window boundary is judged whole")
 
 
 class RouteConfig(Frozen):

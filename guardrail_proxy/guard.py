@@ -15,7 +15,7 @@ from typing import Any
 from openai.types.chat import ChatCompletion
 
 from .audit import AuditRecord
-from .config import RouteConfig
+from .config import RouteConfig, UpstreamConfig
 from .decisions import Decision, Outcome
 from .errors import GuardrailUnavailable, UnsupportedContent
 from .pipeline import Checker
@@ -76,11 +76,12 @@ Started = asyncio.Task[ChatCompletion] | ChunkFeed
 
 
 class Exchange:
-    def __init__(self, checker: Checker, upstream: Upstream, upstream_model: str, route: RouteConfig,
+    def __init__(self, checker: Checker, upstream: Upstream, upstream_cfg: UpstreamConfig, route: RouteConfig,
                  record: AuditRecord, on_stream_end: Callable[[], None]) -> None:
         self.checker = checker
         self.upstream = upstream
-        self.upstream_model = upstream_model
+        self.upstream_model = upstream_cfg.model
+        self.upstream_timeout_s = upstream_cfg.timeout_s
         self.route = route
         self.record = record
         self.on_stream_end = on_stream_end
@@ -155,7 +156,7 @@ class Exchange:
 
     async def stream(self, feed: ChunkFeed, chat: ChatRequest) -> StreamReply:
         try:
-            await feed.opened()  # an upstream that fails to start still gets a proper HTTP error
+            await feed.opened(self.upstream_timeout_s)  # a stream that fails to start gets a proper HTTP error
         except BaseException:
             await feed.close()
             raise

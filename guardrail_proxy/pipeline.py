@@ -7,6 +7,7 @@ fail mode to them. No HTTP here: the caller turns the decision into a response.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from .errors import ClassifierError
 from .policies import Policy
 from .subjects import Subject, render
 
+log = logging.getLogger("guardrail_proxy.pipeline")
 OnOutcome = Callable[[CheckOutcome], None]
 
 
@@ -72,6 +74,9 @@ class Checker:
             return await classifier.classify(check.policy, check.content)
         except ClassifierError as exc:
             return exc
+        except Exception as exc:  # a bug or an unforeseen answer must still follow the fail mode
+            log.exception("classifier call failed unexpectedly")
+            return ClassifierError(f"unexpected failure: {type(exc).__name__}: {exc}", kind="internal")
 
 
 def to_outcome(phase: Phase, check: Check, result: Classification | ClassifierError) -> CheckOutcome:

@@ -17,11 +17,20 @@ TYPE_TAGS = {"str", "int", "bool", "float", "none", "dict", "list"}
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
+READABLE_PARTS = {"text", "input_text", "output_text", "refusal"}
+
+
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     type: str
     text: str | None = None
+    refusal: str | None = None
+
+    @property
+    def readable(self) -> bool:
+        """Text the classifier can read; any other part type (image, audio, file) is media."""
+        return self.type in READABLE_PARTS
 
 
 class ToolCallFunction(BaseModel):
@@ -31,12 +40,20 @@ class ToolCallFunction(BaseModel):
     arguments: str | None = None
 
 
+class CustomToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str | None = None
+    input: str | None = None
+
+
 class ToolCall(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     id: str | None = None
     type: str | None = None
     function: ToolCallFunction | None = None
+    custom: CustomToolCall | None = None
 
 
 class Message(BaseModel):
@@ -44,8 +61,10 @@ class Message(BaseModel):
 
     role: Role
     content: str | list[ContentPart] | None = None
+    refusal: str | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
+    function_call: ToolCallFunction | None = None  # the legacy `functions` API
 
 
 class ChatRequest(BaseModel):
@@ -70,6 +89,8 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError("the request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
     return data

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 from openai.types.chat import ChatCompletion
 
 from .decisions import ACTION_STRENGTH, CheckFailure, Decision, Outcome, Triggered, Verdict
 from .errors import error_body
 
+HEADER_SAFE = " !#$&'()*+,-./:;<=>?@[]^_`{|}~\""
 VISIBLE = {Outcome.ANNOTATE, Outcome.REWRITE, Outcome.BLOCK}
 OUTCOME_ORDER = [Outcome.ALLOW, Outcome.LOG, Outcome.ANNOTATE, Outcome.REWRITE, Outcome.BLOCK,
                  Outcome.UNAVAILABLE]
@@ -80,7 +82,13 @@ def guardrail_headers(request_id: str, decisions: list[Decision]) -> dict[str, s
     unchecked = [f.policy_id for d in decisions for f in d.failures]
     if unchecked:
         headers["x-guardrail-unchecked"] = ",".join(dict.fromkeys(unchecked))
-    return {k: v for k, v in headers.items() if v}
+    return {k: header_value(v) for k, v in headers.items() if v}
+
+
+def header_value(value: str) -> str:
+    """Printable ASCII only: a label can come from the classifier's free text (a JSON policy's
+    policy_category), and a newline or a non-latin-1 character would break the response."""
+    return quote(value, safe=HEADER_SAFE)[:512]
 
 
 def block_error(trigger: Triggered, request_id: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from openai.types.chat import ChatCompletionChunk
@@ -24,11 +24,11 @@ from openai.types.chat import ChatCompletionChunk
 from .audit import AuditRecord
 from .config import RouteConfig
 from .decisions import Decision, Outcome
-from .errors import GuardrailProxyError, error_body
+from .errors import GuardrailProxyError, UpstreamError, error_body
 from .pipeline import Checker
 from .protocol import ChatRequest
 from .responses import guardrail_object, is_visible, strongest
-from .subjects import Subject, Turn, output_subject
+from .subjects import Subject, output_subject
 from .windows import Window, Windower, tail
 
 DONE = b"data: [DONE]\n\n"
@@ -70,18 +70,30 @@ class ChunkFeed:
         try:
             async for chunk in self.source:
                 self.queue.put_nowait(chunk)
+                # Parsing an already-buffered burst never yields on its own; without this the first chunk
+                # waits until the whole burst is parsed.
+                await asyncio.sleep(0)
             self.queue.put_nowait(END)
         except GuardrailProxyError as exc:
             self.queue.put_nowait(exc)
+        except Exception as exc:  # whatever breaks the stream ends it with an error, never a hang
+            self.queue.put_nowait(UpstreamError(f"the upstream stream failed: {type(exc).__name__}: {exc}"))
         finally:
             with contextlib.suppress(Exception):
                 await self.source.aclose()  # type: ignore[attr-defined]  # async generators have aclose
 
-    async def opened(self) -> None:
+    async def opened(self, timeout_s: float) -> None:
         """Wait for the first chunk; raise the upstream's error if the stream could not start."""
-        self.first = await self.queue.get()
+        try:
+            async with asyncio.timeout(timeout_s):
+                self.first = await self.queue.get()
+        except TimeoutError:
+            raise UpstreamError("the upstream model did not start streaming in time", status_code=504,
+                                code="upstream_timeout") from None
         if isinstance(self.first, GuardrailProxyError):
             raise self.first
+        if self.first is END:
+            raise UpstreamError("the upstream model ended the stream without sending anything")
 
     async def chunks(self) -> AsyncIterator[ChatCompletionChunk | GuardrailProxyError]:
         item = self.first if self.first is not None else await self.queue.get()
@@ -173,10 +185,10 @@ class StreamRelay:
         return Checked(window, task, final)
 
     def _subject(self, window: Window, index: int, text: str) -> Subject:
-        base = output_subject(text, self.chat.messages, self.route.output, index)
+        # The judged text overlaps the previous window, so a phrase cut in two by a window boundary is
+        # judged whole (its first half was released, but the reply stops before the second half).
         earlier = tail(window.before.get(index, ""), self.route.output.window_context_chars)
-        context = (*base.context, Turn("assistant", earlier)) if earlier else base.context
-        return Subject(base.target, context, index)
+        return output_subject(earlier + text, self.chat.messages, self.route.output, index)
 
     async def _relay(self) -> AsyncIterator[bytes]:
         while (item := await self.items.get()) is not END:
@@ -189,8 +201,11 @@ class StreamRelay:
                 yield self._emit(item.chunk, annotate=self.mode == "off" and not self.sent_any)
                 continue
             decision = await item.check
+            if decision.outcome is Outcome.UNAVAILABLE and self.mode == "post":
+                # The text is already out: nothing to stop, but the client must learn it went unchecked.
+                decision = replace(decision, outcome=Outcome.ALLOW)
             self.record.decisions.append(decision)
-            if decision.outcome is Outcome.UNAVAILABLE and self.mode != "post":
+            if decision.outcome is Outcome.UNAVAILABLE:
                 self.record.status = 503
                 failed = ", ".join(sorted({f.policy_id for f in decision.failures}))
                 yield sse(error_body(f"the guardrail could not check the rest of this reply ({failed}); the "
@@ -201,13 +216,18 @@ class StreamRelay:
                 trigger = strongest(decision)
                 text = trigger.refusal if decision.outcome is Outcome.BLOCK else trigger.safe_text
                 chunk = final_chunk(text, chunk_id=self.last["id"], model=self.last["model"],
-                                    created=self.last["created"], with_role=not self.sent_role)
+                                    created=self.last["created"], with_role=not self.sent_role,
+                                    choices=self.chat.n or 1)
                 yield sse({**chunk, **self._annotation()})
                 yield DONE
                 return
             last = len(item.window.chunks) - 1
             for position, chunk in enumerate(item.window.chunks):
                 yield self._emit(chunk, annotate=item.final and position == last)
+            if item.final and not item.window.chunks and (annotation := self._annotation()):
+                # The last text closed a window on its own: the verdicts ride on a chunk with no choices.
+                yield sse({"id": self.last["id"], "object": "chat.completion.chunk", "created": self.last["created"],
+                           "model": self.last["model"], "choices": [], **annotation})
         yield DONE
 
     def _emit(self, chunk: ChatCompletionChunk, *, annotate: bool) -> bytes:

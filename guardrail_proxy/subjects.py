@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from .config import InputCheck, OutputCheck
 from .protocol import Message
 
+METADATA_KEYS = {"id", "type", "index", "object", "created", "expires_at", "data"}
 HARMONY_TOKEN = re.compile(r"<\|([A-Za-z_]+)\|>")
 TARGET_MARK = "[classify this: "  # precedes the judged message when context is shown
 
@@ -40,17 +41,38 @@ def neutralise(text: str) -> str:
     return HARMONY_TOKEN.sub(lambda m: f"[{m.group(1)}]", text)
 
 
+def extra_strings(value: object) -> list[str]:
+    """Every string inside fields the proxy does not model (e.g. a provider's `reasoning_content`,
+    `audio.transcript`). Text we do not understand is still checked rather than passed unread."""
+    if isinstance(value, str):
+        return [value] if value.strip() else []
+    if isinstance(value, dict):
+        return [s for key, item in value.items() if key not in METADATA_KEYS for s in extra_strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in extra_strings(item)]
+    return []
+
+
 def message_text(message: Message) -> str:
-    """The readable text of a message: string content, text parts, and tool calls."""
+    """Everything readable in a message: content and text parts, refusal, tool and function calls, and
+    the strings of any field the proxy does not model."""
     parts: list[str] = []
     if isinstance(message.content, str):
         parts.append(message.content)
     elif message.content:
-        parts += [p.text for p in message.content if p.text]
+        parts += [p.text or p.refusal or "" for p in message.content if p.readable]
+    if message.refusal:
+        parts.append(message.refusal)
     for call in message.tool_calls or ():
         if call.function:
             parts.append(tool_call_text(call.function.name, call.function.arguments))
-    return "\n".join(parts)
+        if call.custom:
+            parts.append(tool_call_text(call.custom.name, call.custom.input))
+        parts += extra_strings(call.model_extra)
+    if message.function_call:
+        parts.append(tool_call_text(message.function_call.name, message.function_call.arguments))
+    parts += extra_strings(message.model_extra)
+    return "\n".join(p for p in parts if p)
 
 
 def tool_call_text(name: str | None, arguments: str | None) -> str:
@@ -62,7 +84,7 @@ def unreadable_parts(messages: Sequence[Message]) -> list[str]:
     found = []
     for message in messages:
         if isinstance(message.content, list):
-            found += [p.type for p in message.content if p.text is None]
+            found += [p.type for p in message.content if not p.readable]
     return sorted(set(found))
 
 
@@ -72,7 +94,8 @@ def turns(messages: Sequence[Message]) -> list[Turn]:
 
 def input_subjects(messages: Sequence[Message], check: InputCheck) -> list[Subject]:
     all_turns = turns(messages)
-    user_indexes = [i for i, t in enumerate(all_turns) if t.role == "user" and t.text.strip()]
+    roles = None if check.scope == "all" else ("user",)
+    user_indexes = [i for i, t in enumerate(all_turns) if (roles is None or t.role in roles) and t.text.strip()]
     if not user_indexes:
         # No user text: judge the last message that has text, so nothing passes unread.
         user_indexes = [i for i, t in enumerate(all_turns) if t.text.strip()][-1:]

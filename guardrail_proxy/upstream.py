@@ -48,7 +48,7 @@ def as_upstream_error(exc: BaseException) -> UpstreamError:
         return UpstreamError(f"upstream model: {message}", status_code=status,
                              error_type=upstream_type or "invalid_request_error",
                              code=upstream_code or "upstream_rejected")
-    return UpstreamError(f"the upstream model failed: {message}")
+    return UpstreamError(f"the upstream model failed: {type(exc).__name__}: {message}")
 
 
 async def probe_models(base_url: str, api_key: str | None) -> str | None:
@@ -79,18 +79,18 @@ class OpenAIUpstream:
     async def complete(self, body: dict[str, Any]) -> ChatCompletion:
         try:
             return await self.client.chat.completions.create(**self.params(body, stream=False))
-        except openai.OpenAIError as exc:
+        except Exception as exc:
             raise as_upstream_error(exc) from exc
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
         try:
             response = await self.client.chat.completions.create(**self.params(body, stream=True))
-        except openai.OpenAIError as exc:
+        except Exception as exc:
             raise as_upstream_error(exc) from exc
         try:
             async for chunk in response:
                 yield chunk
-        except openai.OpenAIError as exc:
+        except Exception as exc:  # malformed events and dropped connections too, not only SDK errors
             raise as_upstream_error(exc) from exc
         finally:
             await response.close()

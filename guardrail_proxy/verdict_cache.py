@@ -8,6 +8,7 @@ remembered), keyed by the policy's digest and the exact rendered text, so a poli
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import replace
 
@@ -24,7 +25,7 @@ class CachingClassifier:
         self.misses = 0
 
     async def classify(self, policy: Policy, content: str) -> Classification:
-        key = (policy.digest, content)
+        key = (policy.digest, hashlib.sha256(content.encode()).hexdigest())  # bounded memory per entry
         found = self.entries.get(key)
         if found is not None:
             self.entries.move_to_end(key)

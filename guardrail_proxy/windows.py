@@ -14,18 +14,31 @@ from dataclasses import dataclass, field
 
 from openai.types.chat import ChatCompletionChunk
 
+from .subjects import extra_strings
+
+
+def call_parts(name: str | None, arguments: str | None) -> list[str]:
+    """A streamed call: the name arrives once, then the arguments in pieces."""
+    return [f"\n[tool call {name}] " if name else "", arguments or ""]
+
 
 def chunk_texts(chunk: ChatCompletionChunk) -> dict[int, str]:
-    """Per choice index: the checkable text this chunk adds (content, refusal, tool-call name and arguments)."""
+    """Per choice index: the checkable text this chunk adds: content, refusal, tool and function calls, and
+    the strings of any field the proxy does not model (checked rather than passed unread)."""
     texts: dict[int, str] = {}
     for choice in chunk.choices:
         delta = choice.delta
         parts = [delta.content or "", delta.refusal or ""]
         for call in delta.tool_calls or ():
-            if call.function and call.function.name:
-                parts.append(f"\n[tool call {call.function.name}] ")
-            if call.function and call.function.arguments:
-                parts.append(call.function.arguments)
+            if call.function:
+                parts += call_parts(call.function.name, call.function.arguments)
+            custom = (call.model_extra or {}).get("custom")
+            if isinstance(custom, dict):
+                parts += call_parts(custom.get("name"), custom.get("input"))
+            parts += extra_strings({k: v for k, v in (call.model_extra or {}).items() if k != "custom"})
+        if delta.function_call:
+            parts += call_parts(delta.function_call.name, delta.function_call.arguments)
+        parts += extra_strings(delta.model_extra)
         text = "".join(parts)
         if text:
             texts[choice.index] = texts.get(choice.index, "") + text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,13 @@ class Proxy:
         if not self.audit_path.exists():
             return []
         return [json.loads(line) for line in self.audit_path.read_text().splitlines()]
+
+    def wait_audit(self, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """A stream's record is written when its generator closes, just after the client saw [DONE]."""
+        deadline = time.monotonic() + timeout
+        while len(records := self.audit()) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return records
 
 
 def write_config(tmp: Path, route: dict[str, Any], classifier_url: str, upstream_url: str,

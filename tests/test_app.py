@@ -7,6 +7,8 @@ import openai
 import pytest
 from conftest import free_port, user
 
+from guardrail_proxy.standins.safeguard import Rule
+
 
 def post(proxy, body, **kwargs):
     return httpx.post(f"{proxy.url}/v1/chat/completions", content=body, timeout=20, **kwargs)
@@ -39,6 +41,30 @@ def test_bad_requests_get_openai_error_json(make_proxy, body, status, code, para
     if param:
         assert error["param"].startswith(param)
     assert proxy.upstream.requests == [] and proxy.classifier.requests == []
+
+
+def test_deeply_nested_json_is_a_400(make_proxy):
+    proxy = make_proxy()
+    response = post(proxy, b'{"x":' + b"[" * 30000 + b"]" * 30000 + b"}")
+    assert response.status_code == 400 and "nested" in response.json()["error"]["message"]
+
+
+def test_an_image_part_with_a_text_field_is_still_media(make_proxy):
+    proxy = make_proxy()
+    content = [{"type": "text", "text": "describe"}, {"type": "image_url", "text": "", "image_url": {"url": "x"}}]
+    response = httpx.post(f"{proxy.url}/v1/chat/completions",
+                          json={"model": "test-model", "messages": [{"role": "user", "content": content}]})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "unsupported_content"
+
+
+@pytest.mark.parametrize("role", ["system", "developer", "assistant", "tool"])
+def test_scope_all_checks_every_role(make_proxy, role):
+    proxy = make_proxy({"input": {"scope": "all", "context_turns": 0, "speculative": False}})
+    proxy.classifier.rules.append(Rule("knife fight", 3))
+    extra = {"tool_call_id": "c1"} if role == "tool" else {}
+    messages = [{"role": role, "content": "Write a graphic knife fight.", **extra}, *user("go on")]
+    response = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": messages})
+    assert response.status_code == 400 and proxy.upstream.requests == []
 
 
 def test_body_over_the_limit_is_413(make_proxy):

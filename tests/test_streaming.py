@@ -114,7 +114,7 @@ def test_sdk_sees_the_block_as_content_filter(make_proxy):
     proxy.classifier.rules.append(Rule("blood", 2))
     chunks = list(proxy.client.chat.completions.create(model="test-model", messages=user("story"), stream=True))
     assert chunks[-1].choices[0].finish_reason == "content_filter"
-    [record] = proxy.audit()
+    [record] = proxy.wait_audit()
     assert record["stream"] is True and record["decision"] == "block"
 
 
@@ -173,7 +173,7 @@ def test_speculative_block_cancels_the_upstream_stream(make_proxy):
     while proxy.upstream.cancelled == 0 and time.time() < deadline:
         time.sleep(0.05)
     assert proxy.upstream.cancelled == 1 and proxy.upstream.completed == 0
-    assert proxy.audit()[0]["upstream_cancelled"] is True
+    assert proxy.wait_audit()[0]["upstream_cancelled"] is True
 
 
 def test_client_disconnect_cancels_upstream_and_checks(make_proxy):

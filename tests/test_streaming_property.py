@@ -66,14 +66,16 @@ async def source(pieces: list[str]) -> AsyncIterator[ChatCompletionChunk]:
     yield make_chunk(None, "stop")
 
 
-def segmentable(text: str, parts: list[str]) -> bool:
-    """Can `text` be cut into a sequence of the allowed window texts?"""
+def covered(text: str, allowed: list[str]) -> bool:
+    """Can `text` be cut into pieces that each end an allowed target? (A target is the overlap with the
+    previous window followed by the window's own text, so the released part of it is a suffix.)"""
+    suffixes = {t[i:] for t in allowed for i in range(len(t))}
     reachable = [True] + [False] * len(text)
     for i in range(len(text)):
         if reachable[i]:
-            for part in parts:
-                if part and text.startswith(part, i):
-                    reachable[i + len(part)] = True
+            for piece in suffixes:
+                if text.startswith(piece, i):
+                    reachable[i + len(piece)] = True
     return reachable[len(text)]
 
 
@@ -107,7 +109,7 @@ def test_no_unreviewed_character_reaches_the_client(text, cuts, window, context)
     released, allowed, refusal = asyncio.run(relay(pieces, window, context))
     assert text.startswith(released)
     assert "X" not in released
-    assert segmentable(released, allowed)
+    assert covered(released, allowed)
     if "X" in text:
         assert refusal == "REFUSED"
     else:

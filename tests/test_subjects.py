@@ -31,6 +31,8 @@ CONVO = msgs(("system", "sys"), ("user", "u1"), ("assistant", "a1"), ("user", "u
     (InputCheck(context_turns=2), [("u3", ("u2", "a2"))]),
     (InputCheck(context_turns=50), [("u3", ("u1", "a1", "u2", "a2"))]),
     (InputCheck(scope="all_user", context_turns=1), [("u1", ()), ("u2", ("a1",)), ("u3", ("a2",))]),
+    (InputCheck(scope="all", context_turns=0),
+     [("sys", ()), ("u1", ()), ("a1", ()), ("u2", ()), ("a2", ()), ("u3", ())]),
 ])
 def test_input_subjects(check, expected):
     got = [(s.target.text, tuple(t.text for t in s.context)) for s in input_subjects(CONVO, check)]
@@ -51,11 +53,23 @@ def test_message_text_reads_parts_and_tool_calls():
     assert message_text(message) == 'part one\npart two\n[tool call lookup] {"q": 1}'
 
 
-def test_unreadable_parts():
+def test_unreadable_parts_go_by_type_not_by_a_text_field():
     message = Message.model_validate({"role": "user", "content": [
-        {"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "x"}},
-        {"type": "input_audio", "input_audio": {}}]})
+        {"type": "text", "text": "hi"}, {"type": "image_url", "text": "", "image_url": {"url": "x"}},
+        {"type": "input_audio", "input_audio": {}}, {"type": "refusal", "refusal": "no"}]})
     assert unreadable_parts([message]) == ["image_url", "input_audio"]
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ({"role": "assistant", "function_call": {"name": "f", "arguments": "{}"}}, "[tool call f] {}"),
+    ({"role": "assistant", "tool_calls": [{"id": "1", "type": "custom", "custom": {"name": "sh", "input": "ls"}}]},
+     "[tool call sh] ls"),
+    ({"role": "assistant", "content": "a", "refusal": "b", "reasoning_content": "c"}, "a\nb\nc"),
+    ({"role": "assistant", "audio": {"id": "aud_1", "transcript": "spoken words", "data": "QUJD"}}, "spoken words"),
+    ({"role": "tool", "tool_call_id": "c1", "content": "tool output"}, "tool output"),
+])
+def test_message_text_reads_every_text_field(message, expected):
+    assert expected in message_text(Message.model_validate(message))
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -48,6 +48,7 @@ class SafeguardBehaviour:
     reasoning_field: str = "reasoning"
     requests: list[dict[str, Any]] = field(default_factory=list)
     injected: str | None = None  # answer this literal content (tests of the parser through HTTP)
+    raw_body: str | None = None  # send this verbatim as the 200 response body (malformed servers)
 
 
 def target_text(content: str) -> str:
@@ -84,6 +85,8 @@ def build_safeguard_app(behaviour: SafeguardBehaviour) -> Starlette:
         if behaviour.fail_first > 0:
             behaviour.fail_first -= 1
             return JSONResponse({"error": {"message": "stand-in overloaded", "type": "server_error"}}, 503)
+        if behaviour.raw_body is not None:
+            return Response(behaviour.raw_body, 200, media_type="application/json")
         if behaviour.mode == "error":
             return JSONResponse({"error": {"message": "stand-in failure", "type": "server_error"}}, 500)
         messages = body.get("messages") or [{}, {}]

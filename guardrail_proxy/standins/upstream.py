@@ -31,6 +31,10 @@ class UpstreamBehaviour:
     requests: list[dict[str, Any]] = field(default_factory=list)
     cancelled: int = 0  # streams whose client went away before the end
     completed: int = 0
+    # Tests of odd upstreams: a non-streamed body sent verbatim, or SSE events sent verbatim
+    # (a float pauses that many seconds; "DROP" breaks the connection).
+    raw_completion: dict[str, Any] | None = None
+    raw_events: list[bytes | float | str] | None = None
 
 
 def last_user_text(body: dict[str, Any]) -> str:
@@ -68,6 +72,10 @@ def build_upstream_app(behaviour: UpstreamBehaviour) -> Starlette:
             return JSONResponse({"error": {"message": f"stand-in upstream says {behaviour.status}",
                                            "type": "invalid_request_error", "code": "standin_error"}},
                                 behaviour.status)
+        if body.get("stream") and behaviour.raw_events is not None:
+            return StreamingResponse(raw_sse(behaviour.raw_events), media_type="text/event-stream")
+        if behaviour.raw_completion is not None:
+            return JSONResponse(behaviour.raw_completion)
         content, calls = reply_for(body, behaviour)
         rid = f"chatcmpl-up-{len(behaviour.requests)}"
         model = body.get("model", "stand-in")
@@ -94,6 +102,16 @@ def build_upstream_app(behaviour: UpstreamBehaviour) -> Starlette:
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
     ])
+
+
+async def raw_sse(events: list[bytes | float | str]) -> AsyncIterator[bytes]:
+    for event in events:
+        if isinstance(event, float):
+            await asyncio.sleep(event)
+        elif event == "DROP":
+            raise ConnectionResetError("stand-in drops the connection mid-stream")
+        elif isinstance(event, bytes):
+            yield event
 
 
 async def sse(rid: str, model: str, content: str | None, calls: list[dict[str, Any]], finish: str,

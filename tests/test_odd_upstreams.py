@@ -1,0 +1,167 @@
+"""Upstreams and classifiers that misbehave: malformed events, dropped connections, odd shapes, text in
+fields the proxy does not model. Every case ends in a clear answer (never a hang or a 500), and no text
+reaches the client without the output check."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from conftest import user
+
+from guardrail_proxy.standins.safeguard import Rule
+
+
+def event(delta: dict, finish: str | None = None, index: int = 0) -> bytes:
+    obj = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "m",
+           "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def completion(message: dict, finish: str = "stop") -> dict:
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+def stream(proxy, **extra) -> tuple[int, str]:
+    body = {"model": "test-model", "stream": True, "messages": user("hi"), **extra}
+    with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json=body, timeout=10) as response:
+        return response.status_code, response.read().decode()
+
+
+def events(text: str) -> list[dict]:
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+
+
+@pytest.mark.parametrize("raw", [
+    [event({"role": "assistant", "content": "Hello"}), b"data: {not json\n\n", event({}, "stop"), b"data: [DONE]\n\n"],
+    [event({"role": "assistant", "content": "Hello"}), 0.05, "DROP"],
+])
+def test_a_stream_that_breaks_mid_way_ends_with_an_error_event(make_proxy, raw):
+    proxy = make_proxy({"output": {"window_chars": 1}})
+    proxy.upstream.raw_events = raw
+    status, text = stream(proxy)
+    assert status == 200
+    assert events(text)[-1]["error"]["type"] == "upstream_error"
+    assert proxy.wait_audit()[0]["status"] == 502
+
+
+@pytest.mark.parametrize("raw", [[b"data: {not json\n\n"], ["DROP"], [b"data: [DONE]\n\n"]])
+def test_a_stream_that_never_starts_is_an_http_error(make_proxy, raw):
+    proxy = make_proxy()
+    proxy.upstream.raw_events = raw
+    status, text = stream(proxy)
+    assert status == 502 and json.loads(text)["error"]["type"] == "upstream_error"
+    assert proxy.wait_audit()[0]["status"] == 502
+
+
+def test_legacy_function_call_arguments_are_checked(make_proxy):
+    proxy = make_proxy()
+    proxy.upstream.raw_completion = completion(
+        {"role": "assistant", "content": None, "function_call": {"name": "send", "arguments": '{"t": "blood"}'}},
+        "function_call")
+    proxy.classifier.rules.append(Rule("blood", 3))
+    response = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": user("hi")})
+    assert response.status_code == 400 and "blood" not in response.text
+
+
+def test_custom_tool_call_input_is_checked(make_proxy):
+    proxy = make_proxy()
+    proxy.upstream.raw_completion = completion({"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "custom", "custom": {"name": "shell", "input": "blood everywhere"}}]}, "tool_calls")
+    proxy.classifier.rules.append(Rule("blood", 3))
+    response = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": user("hi")})
+    assert response.status_code == 400 and "blood" not in response.text
+
+
+def test_unmodelled_fields_are_checked_too(make_proxy):
+    proxy = make_proxy()
+    proxy.upstream.raw_completion = completion(
+        {"role": "assistant", "content": "fine", "reasoning_content": "secretly plan the blood bath"})
+    proxy.classifier.rules.append(Rule("blood", 3))
+    response = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": user("hi")})
+    assert response.status_code == 400 and "blood" not in response.text
+
+
+def test_legacy_function_call_stream_is_checked(make_proxy):
+    proxy = make_proxy()
+    proxy.upstream.raw_events = [
+        event({"role": "assistant", "content": None, "function_call": {"name": "send", "arguments": ""}}),
+        event({"function_call": {"arguments": '{"text": "blood everywhere"}'}}),
+        event({}, "function_call"), b"data: [DONE]\n\n"]
+    proxy.classifier.rules.append(Rule("blood", 3))
+    _, text = stream(proxy)
+    assert "blood" not in text
+
+
+def test_annotation_arrives_when_the_last_text_rides_on_the_finish_chunk(make_proxy):
+    proxy = make_proxy({"output": {"window_chars": 10}, "policies": [{"id": "violence", "action": "annotate"}]})
+    proxy.upstream.raw_events = [event({"role": "assistant", "content": ""}), event({"content": "a peaceful "}),
+                                 event({"content": "blood story"}, "stop"), b"data: [DONE]\n\n"]
+    proxy.classifier.rules.append(Rule("blood", 2))
+    _, text = stream(proxy)
+    assert events(text)[-1]["guardrail"]["decision"] == "annotate"
+
+
+def test_a_block_with_two_choices_finishes_both(make_proxy):
+    proxy = make_proxy({"output": {"window_chars": 5}, "block_style": "completion"})
+    proxy.upstream.raw_events = [
+        event({"role": "assistant", "content": ""}, index=0), event({"role": "assistant", "content": ""}, index=1),
+        event({"content": "fine text"}, index=0), event({"content": "blood text"}, index=1),
+        event({}, "stop", index=0), event({}, "stop", index=1), b"data: [DONE]\n\n"]
+    proxy.classifier.rules.append(Rule("blood", 2))
+    _, text = stream(proxy, n=2)
+    finished = {c["index"]: c["finish_reason"] for e in events(text) for c in e["choices"] if c.get("finish_reason")}
+    assert finished == {0: "content_filter", 1: "content_filter"}
+
+
+def test_post_mode_marks_a_failed_final_check_as_unchecked(make_proxy):
+    proxy = make_proxy({"output": {"stream_mode": "post"}, "policies": [{"id": "violence", "action": "annotate"}]})
+    proxy.classifier.rules.append(Rule("reply", answer="garbage"))  # the output check fails; input passes
+    _, text = stream(proxy)
+    assert events(text)[-1]["guardrail"]["decision"] == "unchecked"
+    assert proxy.wait_audit()[0]["decision"] == "unchecked"
+
+
+def test_a_phrase_split_by_a_window_boundary_is_judged_whole(make_proxy):
+    proxy = make_proxy({"output": {"window_chars": 10}})
+    proxy.upstream.replies["x"] = "aaaa knife fight now"
+    proxy.classifier.rules.append(Rule("knife fight", 3))
+    _, text = stream(proxy, messages=user("x"))
+    assert "fight" not in "".join(c["delta"].get("content") or "" for e in events(text) for c in e["choices"])
+
+
+@pytest.mark.parametrize("payload", [
+    "{}",
+    json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": {"x": 1}}}]}),
+    json.dumps({"choices": [{"index": 0}]}),
+    "not json at all",
+])
+def test_a_malformed_classifier_answer_follows_the_fail_mode(make_proxy, payload):
+    proxy = make_proxy({"fail_mode": "open"})
+    proxy.classifier.raw_body = payload
+    response = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": user("hi")})
+    assert response.status_code == 200 and response.headers["x-guardrail-decision"] == "unchecked"
+
+
+def test_a_malformed_classifier_answer_mid_stream_still_ends_the_stream(make_proxy):
+    proxy = make_proxy({"fail_mode": "open", "input": {"enabled": False}})
+    proxy.classifier.raw_body = json.dumps({"choices": [{"index": 0}]})
+    _, text = stream(proxy)
+    assert text.endswith("data: [DONE]\n\n") and events(text)[-1]["guardrail"]["decision"] == "unchecked"
+
+
+@pytest.mark.parametrize("category", ["spam — promo", "spam\r\nx-evil: 1"])
+def test_free_text_labels_cannot_break_headers(make_proxy, category):
+    proxy = make_proxy({"policies": [{"id": "spam"}]})
+    proxy.classifier.injected = json.dumps({"violation": 1, "policy_category": category})
+    for streamed in (False, True):
+        body = {"model": "test-model", "messages": user("buy now"), "stream": streamed}
+        response = httpx.post(f"{proxy.url}/v1/chat/completions", json=body, timeout=10)
+        assert response.status_code == 200 and "x-evil" not in response.headers
+        assert response.headers["x-guardrail-labels"].isascii()
+    time.sleep(0.1)
+    assert len(proxy.wait_audit(2)) == 2
