@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from .audit import AuditRecord
+from .auth import check_client
 from .errors import BodyTooLarge, GuardrailProxyError, error_body
 from .guard import Exchange, StreamReply
 from .loader import LoadedConfig
@@ -48,6 +49,7 @@ async def chat_completions(request: Request) -> Response:
     runtime = runtime_of(request)
     request_id = secrets.token_hex(8)
     request.state.request_id = request_id
+    check_client(request.headers.get("authorization"), runtime.client_keys)
     raw = await read_body(request, runtime.config.proxy.server.max_body_bytes)
     chat = parse_chat_request(parse_json_body(raw))
     route = match_route(runtime.config.routes, chat.model, request.headers.get(ROUTE_HEADER))
@@ -84,6 +86,7 @@ async def chat_completions(request: Request) -> Response:
 
 async def list_models(request: Request) -> Response:
     runtime = runtime_of(request)
+    check_client(request.headers.get("authorization"), runtime.client_keys)
     data = [{"id": model, "object": "model", "created": 0, "owned_by": f"guardrail-proxy:{route}"}
             for model, route in exposed_models(runtime.config.routes)]
     return JSONResponse({"object": "list", "data": data})

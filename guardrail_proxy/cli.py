@@ -11,6 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from .app import create_app
+from .auth import load_client_keys
 from .demo import run_demo
 from .errors import ConfigError
 from .lint import Limits, lint_path
@@ -24,6 +25,7 @@ Command = Callable[[argparse.Namespace, Settings], int]
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     config = load_config(args.config or settings.config_path)
     server = config.proxy.server
+    load_client_keys(server, settings, str(config.path))  # a named but unset key variable stops start-up here
     logging.basicConfig(level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(create_app(config, settings), host=args.host or server.host, port=args.port or server.port,
                 log_level=server.log_level, access_log=False)

@@ -31,6 +31,8 @@ class ServerConfig(Frozen):
     port: int = Field(8080, ge=0, le=65535, description="0 picks a free port")
     max_body_bytes: int = Field(1_048_576, gt=0, description="requests with a larger body get a 413")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    client_keys_env: str | None = Field(
+        None, description="environment variable with comma-separated keys clients must send as Bearer tokens")
 
 
 class ClassifierConfig(Frozen):

@@ -6,6 +6,7 @@
     │   ├── BodyTooLarge            413
     │   ├── UnknownModel            404, code model_not_found
     │   ├── UnknownRoute            404, code route_not_found
+    │   ├── Unauthorized            401, code invalid_api_key
     │   └── UnsupportedContent      400, content the guardrail cannot check
     ├── ClassifierError             the classifier failed: transport, timeout, HTTP error, unparseable
     │                               answer. A fault, never a verdict; the pipeline applies the fail mode.
@@ -62,6 +63,11 @@ class UnknownModel(RequestError):
 class UnknownRoute(RequestError):
     status_code = 404
     code = "route_not_found"
+
+
+class Unauthorized(RequestError):
+    status_code = 401
+    code = "invalid_api_key"
 
 
 class UnsupportedContent(RequestError):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .audit import AuditSink
+from .auth import load_client_keys
 from .classifier import Classifier, SafeguardClient
 from .loader import LoadedConfig
 from .metrics import Metrics
@@ -27,6 +28,7 @@ class Runtime:
     checker: Checker
     metrics: Metrics
     audit: AuditSink
+    client_keys: frozenset[str] | None
 
     @classmethod
     def build(cls, config: LoadedConfig, settings: Settings) -> Runtime:
@@ -42,7 +44,8 @@ class Runtime:
         }
         metrics = Metrics()
         checker = Checker(classifiers, config.policies, on_outcome=metrics.record_check)
-        return cls(config, settings, classifiers, upstreams, checker, metrics, AuditSink(proxy.audit.path))
+        keys = load_client_keys(proxy.server, settings, str(config.path))
+        return cls(config, settings, classifiers, upstreams, checker, metrics, AuditSink(proxy.audit.path), keys)
 
     async def close(self) -> None:
         await asyncio.gather(*(c.aclose() for c in self.classifiers.values()),

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import openai
@@ -107,7 +108,8 @@ class Proxy:
 
 def write_config(tmp: Path, route: dict[str, Any], classifier_url: str, upstream_url: str,
                  classifier: dict[str, Any] | None = None, upstream: dict[str, Any] | None = None,
-                 extra_routes: dict[str, dict[str, Any]] | None = None) -> Path:
+                 extra_routes: dict[str, dict[str, Any]] | None = None,
+                 server_cfg: dict[str, Any] | None = None) -> Path:
     policies = tmp / "policies"
     policies.mkdir(exist_ok=True)
     for name, text in [("violence", VIOLENCE_POLICY), ("selfharm", SELFHARM_POLICY), ("spam", JSON_POLICY)]:
@@ -119,7 +121,7 @@ def write_config(tmp: Path, route: dict[str, Any], classifier_url: str, upstream
     for name, extra in (extra_routes or {}).items():
         (routes / f"{name}.yaml").write_text(yaml.safe_dump(extra))
     proxy = {
-        "server": {"max_body_bytes": 65536},
+        "server": {"max_body_bytes": 65536, **(server_cfg or {})},
         "classifiers": {"default": {"base_url": f"{classifier_url}/v1", "timeout_s": 2, "retries": 1,
                                     **(classifier or {})}},
         "upstreams": {"standin": upstream or {"provider": "openai", "model": "stand-in-chat",
@@ -142,10 +144,11 @@ def make_proxy(tmp_path: Path, safeguard: tuple[SafeguardBehaviour, ServerThread
 
     def make(route: dict[str, Any] | None = None, *, classifier_url: str | None = None,
              classifier: dict[str, Any] | None = None, upstream_cfg: dict[str, Any] | None = None,
-             extra_routes: dict[str, dict[str, Any]] | None = None) -> Proxy:
+             extra_routes: dict[str, dict[str, Any]] | None = None, server_cfg: dict[str, Any] | None = None,
+             env: dict[str, str] | None = None) -> Proxy:
         path = write_config(tmp_path, route or {}, classifier_url or sg_server.url, up_server.url,
-                            classifier, upstream_cfg, extra_routes)
-        server = ServerThread(create_app(load_config(path), Settings())).start()
+                            classifier, upstream_cfg, extra_routes, server_cfg)
+        server = ServerThread(create_app(load_config(path), Settings(MappingProxyType(env or {})))).start()
         started.append(server)
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="test", max_retries=0, timeout=20)
         return Proxy(server.url, client, tmp_path / "audit.jsonl", sg_behaviour, up_behaviour)
