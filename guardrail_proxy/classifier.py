@@ -9,13 +9,13 @@ is in `message.content`; the reasoning in `message.reasoning` (current vLLM) or 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
 import openai
-from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from .answers import Answer, parse_answer
@@ -60,30 +60,35 @@ def build_request(cfg: ClassifierConfig, policy: Policy, content: str) -> dict[s
     return request
 
 
-def reasoning_of(completion: ChatCompletion) -> str | None:
-    message = completion.choices[0].message
-    extra = message.model_extra or {}
-    for name in ("reasoning", "reasoning_content"):
-        value = getattr(message, name, None) or extra.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
+@dataclass(frozen=True)
+class Reply:
+    """What a transport got back from a 200 answer, before the verdict is parsed."""
+
+    content: str | None
+    reasoning: str | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
-def read_reply(completion: ChatCompletion) -> tuple[str | None, str | None]:
-    """(content, reasoning) of a 200 answer. The SDK does not validate responses, so a server that
-    answers with the wrong shape is caught here as an unparseable answer, not as a crash."""
+def reply_from_json(data: object) -> Reply:
+    """Read a chat.completion body strictly; a wrong shape is an unparseable answer, never a crash."""
     try:
-        content = completion.choices[0].message.content
-        reasoning = reasoning_of(completion)
+        message = data["choices"][0]["message"]  # type: ignore[index]
+        content = message.get("content")
+        reasoning = next((v for k in ("reasoning", "reasoning_content")
+                          if isinstance(v := message.get(k), str) and v), None)
     except (AttributeError, IndexError, KeyError, TypeError):
         raise ClassifierError("the classifier's response has no choices[0].message", kind="unparseable") from None
     if content is not None and not isinstance(content, str):
         raise ClassifierError("the classifier's message content is not text", kind="unparseable")
-    return content, reasoning
+    usage = data.get("usage") if isinstance(data, dict) else None
+    usage = usage if isinstance(usage, dict) else {}
+    return Reply(content, reasoning, usage.get("prompt_tokens"), usage.get("completion_tokens"))
 
 
 def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, ClassifierError):
+        return exc.retryable
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
     return isinstance(exc, openai.APIStatusError) and (exc.status_code == 429 or exc.status_code >= 500)
@@ -106,45 +111,37 @@ def as_classifier_error(exc: BaseException) -> ClassifierError:
     return ClassifierError(f"classifier call failed: {exc!r}", kind="transport")
 
 
-class SafeguardClient:
-    """Calls an OpenAI-compatible endpoint with the official SDK over a pooled aiohttp transport."""
+class RetryingClassifier:
+    """Retries, the total deadline, the concurrency limit and strict parsing; transports supply `send`."""
 
-    def __init__(self, cfg: ClassifierConfig, api_key: str | None,
-                 client: openai.AsyncOpenAI | None = None) -> None:
+    def __init__(self, cfg: ClassifierConfig) -> None:
         self.cfg = cfg
-        self.client = client or openai.AsyncOpenAI(
-            base_url=cfg.base_url,
-            api_key=api_key or "unused",
-            max_retries=0,  # retries are ours, under one total deadline
-            timeout=cfg.attempt_timeout_s or cfg.timeout_s,
-            http_client=openai.DefaultAioHttpClient(),
-        )
         self.limit = asyncio.Semaphore(cfg.max_concurrency)
+
+    async def send(self, request: dict[str, Any]) -> Reply:
+        raise NotImplementedError
 
     async def classify(self, policy: Policy, content: str) -> Classification:
         started = time.perf_counter()
         request = build_request(self.cfg, policy, content)
         try:
             async with asyncio.timeout(self.cfg.timeout_s), self.limit:
-                completion = await self._call_with_retries(request)
+                reply = await self._send_with_retries(request)
         except ClassifierError:
             raise
         except Exception as exc:  # every transport/HTTP fault becomes a classifier error
             raise as_classifier_error(exc) from exc
-        latency_ms = (time.perf_counter() - started) * 1000
-        content_out, reasoning = read_reply(completion)
-        answer = parse_answer(content_out, policy)
-        usage = getattr(completion, "usage", None)
+        answer = parse_answer(reply.content, policy)
         return Classification(
             answer=answer,
-            reasoning=reasoning,
-            raw=content_out or "",
-            latency_ms=latency_ms,
-            prompt_tokens=getattr(usage, "prompt_tokens", None),
-            completion_tokens=getattr(usage, "completion_tokens", None),
+            reasoning=reply.reasoning,
+            raw=reply.content or "",
+            latency_ms=(time.perf_counter() - started) * 1000,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
         )
 
-    async def _call_with_retries(self, request: dict[str, Any]) -> ChatCompletion:
+    async def _send_with_retries(self, request: dict[str, Any]) -> Reply:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.cfg.retries + 1),
             wait=wait_exponential_jitter(initial=0.05, max=1.0),
@@ -153,8 +150,31 @@ class SafeguardClient:
         )
         async for attempt in retrying:
             with attempt:
-                return await self.client.chat.completions.create(**request)
+                return await self.send(request)
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+
+class SafeguardClient(RetryingClassifier):
+    """Calls an OpenAI-compatible endpoint with the official SDK over a pooled aiohttp transport."""
+
+    def __init__(self, cfg: ClassifierConfig, api_key: str | None,
+                 client: openai.AsyncOpenAI | None = None) -> None:
+        super().__init__(cfg)
+        self.client = client or openai.AsyncOpenAI(
+            base_url=cfg.base_url,
+            api_key=api_key or "unused",
+            max_retries=0,  # retries are ours, under one total deadline
+            timeout=cfg.attempt_timeout_s or cfg.timeout_s,
+            http_client=openai.DefaultAioHttpClient(),
+        )
+
+    async def send(self, request: dict[str, Any]) -> Reply:
+        response = await self.client.chat.completions.with_raw_response.create(**request)
+        try:
+            data = json.loads(response.http_response.content)
+        except ValueError:
+            raise ClassifierError("the classifier's response is not JSON", kind="unparseable") from None
+        return reply_from_json(data)
 
     async def ping(self) -> str | None:
         """None when the endpoint answers GET /models, else why not."""

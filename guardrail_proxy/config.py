@@ -39,6 +39,8 @@ class ClassifierConfig(Frozen):
     base_url: str = Field(description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     model: str = "openai/gpt-oss-safeguard-20b"
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    transport: Literal["openai", "aiohttp"] = Field(
+        "openai", description="openai: the official SDK; aiohttp: a raw pooled client, several times cheaper")
     reasoning_effort: Literal["low", "medium", "high"] = "low"
     timeout_s: float = Field(20.0, gt=0, description="total deadline for one check, retries included")
     attempt_timeout_s: float | None = Field(None, gt=0, description="deadline for one HTTP attempt")

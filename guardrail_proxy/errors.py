@@ -80,9 +80,10 @@ class ClassifierError(GuardrailProxyError):
     status_code = 503
     code = "guardrail_unavailable"
 
-    def __init__(self, message: str, *, kind: str) -> None:
+    def __init__(self, message: str, *, kind: str, retryable: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
+        self.retryable = retryable
 
 
 class GuardrailUnavailable(GuardrailProxyError):

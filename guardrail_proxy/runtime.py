@@ -11,6 +11,7 @@ from typing import Any
 from .audit import AuditSink
 from .auth import load_client_keys
 from .classifier import Classifier, SafeguardClient
+from .classifier_aiohttp import AiohttpSafeguardClient
 from .loader import LoadedConfig
 from .metrics import Metrics
 from .pipeline import Checker
@@ -36,7 +37,9 @@ class Runtime:
         used_upstreams = {r.upstream for r in config.routes}
         classifiers: dict[str, Classifier] = {}
         for name, cfg in proxy.classifiers.items():
-            client: Classifier = SafeguardClient(cfg, settings.secret(cfg.api_key_env))
+            key = settings.secret(cfg.api_key_env)
+            client: Classifier = (AiohttpSafeguardClient(cfg, key) if cfg.transport == "aiohttp"
+                                  else SafeguardClient(cfg, key))
             classifiers[name] = CachingClassifier(client, cfg.cache_entries) if cfg.cache_entries else client
         upstreams = {
             name: build_upstream(cfg, settings.secret(cfg.api_key_env))

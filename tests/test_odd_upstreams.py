@@ -165,3 +165,32 @@ def test_free_text_labels_cannot_break_headers(make_proxy, category):
         assert response.headers["x-guardrail-labels"].isascii()
     time.sleep(0.1)
     assert len(proxy.wait_audit(2)) == 2
+
+
+def test_chunks_without_envelope_fields_are_accepted(make_proxy):
+    proxy = make_proxy()
+    proxy.upstream.raw_events = [b'data: {"choices": [{"index": 0, "delta": {"content": "hi there"}}]}\n\n',
+                                 b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\n',
+                                 b"data: [DONE]\n\n"]
+    _, text = stream(proxy)
+    assert "".join(c["delta"].get("content") or "" for e in events(text) for c in e["choices"]) == "hi there"
+
+
+def test_an_error_event_from_the_upstream_is_relayed_as_an_error(make_proxy):
+    proxy = make_proxy({"output": {"window_chars": 1}})
+    proxy.upstream.raw_events = [event({"role": "assistant", "content": "Hi"}),
+                                 b'data: {"error": {"message": "overloaded"}}\n\n']
+    _, text = stream(proxy)
+    assert "overloaded" in events(text)[-1]["error"]["message"]
+
+
+def test_aiohttp_classifier_transport_end_to_end(make_proxy):
+    proxy = make_proxy(classifier={"transport": "aiohttp"})
+    proxy.classifier.rules.append(Rule("blood", 3))
+    ok = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": user("hello")})
+    blocked = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": user("blood")})
+    assert ok.status_code == 200 and blocked.status_code == 400
+    proxy.classifier.mode = "garbage"
+    failed = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": user("new")})
+    assert failed.status_code == 503
+    assert httpx.get(f"{proxy.url}/readyz").json()["checks"]["classifier:default"] == "ok"

@@ -1,0 +1,106 @@
+"""Both classifier transports against the stand-in safeguard server: request contract, parsing, faults."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import VIOLENCE_POLICY, free_port
+
+from guardrail_proxy.classifier import SafeguardClient
+from guardrail_proxy.classifier_aiohttp import AiohttpSafeguardClient
+from guardrail_proxy.config import ClassifierConfig
+from guardrail_proxy.errors import ClassifierError
+from guardrail_proxy.policies import parse_policy
+from guardrail_proxy.standins.safeguard import Rule
+
+POLICY = parse_policy(VIOLENCE_POLICY, "v.md")
+TRANSPORTS = {"openai": SafeguardClient, "aiohttp": AiohttpSafeguardClient}
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+def make_client(request, safeguard):
+    """Clients are built inside each async test (the aiohttp session needs its loop) and closed there."""
+    _, server = safeguard
+
+    def make(base_url: str | None = None, api_key: str | None = None, **cfg):
+        config = ClassifierConfig(base_url=base_url or f"{server.url}/v1", transport=request.param, **cfg)
+        return TRANSPORTS[request.param](config, api_key)
+
+    return make
+
+
+async def test_request_contract_and_verdict(make_client, safeguard):
+    behaviour, _ = safeguard
+    behaviour.rules.append(Rule("knife", 3))
+    client = make_client(api_key="sk-test", reasoning_effort="high")
+    result = await client.classify(POLICY, "a knife")
+    await client.aclose()
+    assert (result.answer.violation, result.answer.label, result.raw) == (True, "TV3", "TV3")
+    assert result.reasoning.startswith("Stand-in") and result.prompt_tokens == 100
+    sent = behaviour.requests[0]
+    assert sent["messages"] == [{"role": "system", "content": POLICY.text}, {"role": "user", "content": "a knife"}]
+    assert sent["reasoning_effort"] == "high" and sent["model"] == "openai/gpt-oss-safeguard-20b"
+    assert "max_tokens" not in sent
+
+
+@pytest.mark.parametrize("field", ["reasoning", "reasoning_content"])
+async def test_reasoning_from_either_field(make_client, safeguard, field):
+    behaviour, _ = safeguard
+    behaviour.reasoning_field = field
+    client = make_client()
+    assert (await client.classify(POLICY, "hi")).reasoning
+    await client.aclose()
+
+
+async def test_retries_transient_errors_then_succeeds(make_client, safeguard):
+    behaviour, _ = safeguard
+    behaviour.fail_first = 2
+    client = make_client(retries=2)
+    assert not (await client.classify(POLICY, "hi")).answer.violation
+    await client.aclose()
+    assert len(behaviour.requests) == 3
+
+
+async def test_gives_up_after_the_retries(make_client, safeguard):
+    behaviour, _ = safeguard
+    behaviour.fail_first = 5
+    client = make_client(retries=1)
+    with pytest.raises(ClassifierError) as info:
+        await client.classify(POLICY, "hi")
+    await client.aclose()
+    assert info.value.kind == "http" and "503" in info.value.message and len(behaviour.requests) == 2
+
+
+@pytest.mark.parametrize(("setup", "kind"), [
+    ({"mode": "garbage"}, "unparseable"),
+    ({"mode": "empty"}, "unparseable"),
+    ({"raw_body": "not json"}, "unparseable"),
+    ({"raw_body": json.dumps({"choices": []})}, "unparseable"),
+    ({"raw_body": json.dumps({"choices": [{"message": {"content": ["x"]}}]})}, "unparseable"),
+    ({"delay_s": 1.0}, "timeout"),
+])
+async def test_faults_are_classifier_errors(make_client, safeguard, setup, kind):
+    behaviour, _ = safeguard
+    for key, value in setup.items():
+        setattr(behaviour, key, value)
+    client = make_client(timeout_s=0.3, retries=0)
+    with pytest.raises(ClassifierError) as info:
+        await client.classify(POLICY, "hi")
+    await client.aclose()
+    assert info.value.kind == kind
+
+
+async def test_connection_refused_is_transport(make_client):
+    client = make_client(base_url=f"http://127.0.0.1:{free_port()}/v1", retries=0)
+    with pytest.raises(ClassifierError) as info:
+        await client.classify(POLICY, "hi")
+    assert info.value.kind == "transport"
+    assert await client.ping() is not None
+    await client.aclose()
+
+
+async def test_ping(make_client):
+    client = make_client()
+    assert await client.ping() is None
+    await client.aclose()
