@@ -192,7 +192,10 @@ def write_proxy_config(directory: Path, routes: dict[str, dict[str, Any]], class
         (routes_dir / f"{name}.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
     proxy = {
         "server": {"host": "127.0.0.1", "log_level": "warning"},
-        "classifiers": {"default": {"base_url": f"{classifier_url}/v1", "timeout_s": 20, "retries": 0}},
+        "classifiers": {
+            "default": {"base_url": f"{classifier_url}/v1", "timeout_s": 20, "retries": 0},
+            "fast": {"base_url": f"{classifier_url}/v1", "timeout_s": 20, "retries": 0, "transport": "aiohttp"},
+        },
         "upstreams": upstreams,
         "policies": {"dirs": [str(POLICIES_DIR)]},
         "audit": {"path": str(directory / "audit.jsonl")},

@@ -3,12 +3,13 @@
 
 Starts, on 127.0.0.1 only, a STAND-IN upstream (fixed 32-word reply) and a STAND-IN classifier, both
 answering at once (0 ms), and two `guardrail-proxy serve` processes, one per upstream provider (`openai`:
-the SDK fast path; `litellm`). Each proxy has two routes:
+the SDK fast path; `litellm`). Each proxy has three routes:
 
   none     input and output checks disabled: the proxy's own cost (parse, route, forward, audit)
   guarded  one shipped policy on input and output: 3 calls per request (classifier, model, classifier)
+  guarded-fast  the same with the classifier's aiohttp transport instead of the openai SDK
 
-Targets: the stand-in upstream called directly, then {openai,litellm} x {none,guarded}. Each concurrency
+Targets: the stand-in upstream called directly, then {openai,litellm} x {none,guarded,guarded-fast}. Each concurrency
 level (default 1 and 32) runs in rounds; in every round each target gets its requests back to back, the
 order rotating from round to round. Per batch the stand-ins' /stats counters are zeroed and read back, to
 check that every guarded request made exactly 2 classifier calls and 1 upstream call (and unguarded ones
@@ -38,8 +39,9 @@ PROMPT = "Say something harmless about the weather."
 ROUTES: dict[str, dict[str, Any]] = {
     "none": {"upstream": "standin", "input": {"enabled": False}, "output": {"enabled": False}},
     "guarded": {"upstream": "standin"},
+    "guarded-fast": {"upstream": "standin", "classifier": "fast"},
 }
-EXPECTED_CLASSIFIER_CALLS = {"none": 0, "guarded": 2}
+EXPECTED_CLASSIFIER_CALLS = {"none": 0, "guarded": 2, "guarded-fast": 2}
 
 
 def fmt(value: float, digits: int = 0) -> str:
