@@ -58,7 +58,7 @@ async def chat_completions(request: Request) -> Response:
     def close_record() -> None:
         runtime.audit.write(record)
         runtime.metrics.inc("guardrail_requests_total", route=route.name, status=str(record.status),
-                            decision=record.to_json()["decision"])
+                            decision=record.decision)
 
     upstream_cfg = runtime.config.proxy.upstreams[route.upstream]
     exchange = Exchange(runtime.checker, runtime.upstreams[route.upstream], upstream_cfg, route, record,

@@ -30,6 +30,10 @@ class AuditRecord:
     error: str | None = None
     started: float = field(default_factory=time.time)
 
+    @property
+    def decision(self) -> str:
+        return shown_decision(self.decisions) if self.decisions else "none"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ts": round(self.started, 3),
@@ -37,7 +41,7 @@ class AuditRecord:
             "route": self.route,
             "model": self.model,
             "stream": self.stream,
-            "decision": shown_decision(self.decisions) if self.decisions else "none",
+            "decision": self.decision,
             "status": self.status,
             "error": self.error,
             "upstream_called": self.upstream_called,
