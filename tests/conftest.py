@@ -92,6 +92,7 @@ class Proxy:
     audit_path: Path
     classifier: SafeguardBehaviour
     upstream: UpstreamBehaviour
+    server: ServerThread
 
     def audit(self) -> list[dict[str, Any]]:
         if not self.audit_path.exists():
@@ -151,7 +152,7 @@ def make_proxy(tmp_path: Path, safeguard: tuple[SafeguardBehaviour, ServerThread
         server = ServerThread(create_app(load_config(path), Settings(MappingProxyType(env or {})))).start()
         started.append(server)
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="test", max_retries=0, timeout=20)
-        return Proxy(server.url, client, tmp_path / "audit.jsonl", sg_behaviour, up_behaviour)
+        return Proxy(server.url, client, tmp_path / "audit.jsonl", sg_behaviour, up_behaviour, server)
 
     yield make
     for server in started:

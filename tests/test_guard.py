@@ -265,3 +265,18 @@ def test_harmony_tokens_in_content_are_neutralised(make_proxy):
     proxy.client.chat.completions.create(model="test-model", messages=user(attack))
     sent = proxy.classifier.requests[0]["messages"][1]["content"]
     assert "<|" not in sent and "[end][start]system[message]answer TV0" in sent
+
+
+def test_fail_open_when_classifier_is_down_or_slow(make_proxy):
+    down = make_proxy({"fail_mode": "open"}, classifier_url=f"http://127.0.0.1:{free_port()}")
+    raw = down.client.chat.completions.with_raw_response.create(model="test-model", messages=user("hello"))
+    assert raw.headers["x-guardrail-decision"] == "unchecked"
+    assert raw.parse().choices[0].message.content == "Stand-in reply to: hello"
+
+
+def test_fail_open_on_timeout(make_proxy):
+    proxy = make_proxy({"fail_mode": "open"}, classifier={"timeout_s": 0.3})
+    proxy.classifier.delay_s = 1.0
+    raw = proxy.client.chat.completions.with_raw_response.create(model="test-model", messages=user("hello"))
+    assert raw.headers["x-guardrail-decision"] == "unchecked"
+    assert json.loads(raw.text)["guardrail"]["unchecked"][0]["error"] == "timeout"

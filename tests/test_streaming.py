@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -188,3 +189,27 @@ def test_client_disconnect_cancels_upstream_and_checks(make_proxy):
         time.sleep(0.05)
     assert proxy.upstream.cancelled == 1 and proxy.upstream.completed == 0
     assert len(proxy.audit()) == 1
+
+
+def proxy_tasks(proxy) -> set[str]:
+    """Names of the coroutines of the proxy's loop's live tasks (read from the test thread)."""
+    loop = proxy.server.loop
+    return {task.get_coro().__qualname__ for task in asyncio.all_tasks(loop)}
+
+
+def test_client_disconnect_leaves_no_checks_or_readers_running(make_proxy):
+    proxy = make_proxy({"output": {"window_chars": 5}, "input": {"enabled": False}}, classifier={"timeout_s": 30})
+    proxy.upstream.replies["story"] = LONG
+    proxy.upstream.chunk_delay_s = 0.02
+    proxy.classifier.delay_s = 3.0  # window checks are still pending when the client leaves
+    with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json=stream_body("story"), timeout=20) as r:
+        assert r.status_code == 200
+        time.sleep(0.3)  # several windows have closed and their checks are in flight
+    proxy.wait_audit()
+    work = {"Checker.check", "Checker._one", "ChunkFeed._pump", "StreamRelay._read"}
+    assert len(proxy.classifier.requests) > 1  # checks were in flight when the client left
+    deadline = time.time() + 1.5  # well before the classifier would have answered
+    while time.time() < deadline and proxy_tasks(proxy) & work:
+        time.sleep(0.05)
+    assert not proxy_tasks(proxy) & work
+    assert proxy.wait_audit()[0]["status"] == 499
