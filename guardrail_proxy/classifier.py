@@ -16,7 +16,13 @@ from typing import Any, Protocol
 
 import httpx
 import openai
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from .answers import Answer, parse_answer
 from .config import ClassifierConfig
@@ -118,7 +124,7 @@ class RetryingClassifier:
         self.cfg = cfg
         self.limit = asyncio.Semaphore(cfg.max_concurrency)
 
-    async def send(self, request: dict[str, Any]) -> Reply:
+    async def send(self, request: dict[str, Any], timeout_s: float) -> Reply:
         raise NotImplementedError
 
     async def classify(self, policy: Policy, content: str) -> Classification:
@@ -126,7 +132,7 @@ class RetryingClassifier:
         request = build_request(self.cfg, policy, content)
         try:
             async with asyncio.timeout(self.cfg.timeout_s), self.limit:
-                reply = await self._send_with_retries(request)
+                reply = await self._send_with_retries(request, time.monotonic() + self.cfg.timeout_s)
         except ClassifierError:
             raise
         except Exception as exc:  # every transport/HTTP fault becomes a classifier error
@@ -141,16 +147,22 @@ class RetryingClassifier:
             completion_tokens=reply.completion_tokens,
         )
 
-    async def _send_with_retries(self, request: dict[str, Any]) -> Reply:
+    async def _send_with_retries(self, request: dict[str, Any], deadline: float) -> Reply:
+        # The deadline is enforced here as well as by the caller's asyncio.timeout: a transport's own
+        # timer firing at the same moment can swallow that cancellation, and retries must not outlive it.
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.cfg.retries + 1),
+            stop=stop_after_attempt(self.cfg.retries + 1) | stop_after_delay(self.cfg.timeout_s),
             wait=wait_exponential_jitter(initial=0.05, max=1.0),
             retry=retry_if_exception(is_retryable),
             reraise=True,
         )
+        per_attempt = self.cfg.attempt_timeout_s or self.cfg.timeout_s
         async for attempt in retrying:
             with attempt:
-                return await self.send(request)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ClassifierError("the classifier did not answer in time", kind="timeout")
+                return await self.send(request, min(per_attempt, remaining))
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
 
@@ -168,8 +180,8 @@ class SafeguardClient(RetryingClassifier):
             http_client=openai.DefaultAioHttpClient(),
         )
 
-    async def send(self, request: dict[str, Any]) -> Reply:
-        response = await self.client.chat.completions.with_raw_response.create(**request)
+    async def send(self, request: dict[str, Any], timeout_s: float) -> Reply:
+        response = await self.client.chat.completions.with_raw_response.create(**request, timeout=timeout_s)
         try:
             data = json.loads(response.http_response.content)
         except ValueError:

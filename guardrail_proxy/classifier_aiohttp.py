@@ -33,14 +33,14 @@ class AiohttpSafeguardClient(RetryingClassifier):
         self.headers = {"content-type": "application/json"}
         if api_key:
             self.headers["authorization"] = f"Bearer {api_key}"
-        self.attempt_timeout = aiohttp.ClientTimeout(total=cfg.attempt_timeout_s or cfg.timeout_s)
-        # Built inside the app's lifespan (a running loop), reused for every call.
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=cfg.max_concurrency))
+        # Built inside the app's lifespan (a running loop), reused for every call. No connection cap here:
+        # the semaphore bounds classifier calls, and /readyz's probe must not queue behind them.
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
-    async def send(self, request: dict[str, Any]) -> Reply:
+    async def send(self, request: dict[str, Any], timeout_s: float) -> Reply:
         try:
             async with self.session.post(self.url, data=json.dumps(request), headers=self.headers,
-                                         timeout=self.attempt_timeout) as response:
+                                         timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
                 status, body = response.status, await response.read()
         except TimeoutError:
             raise ClassifierError("the classifier did not answer in time", kind="timeout", retryable=True) from None

@@ -31,7 +31,7 @@ from .responses import (
 )
 from .rewriting import rewrite_input
 from .streaming import ChunkFeed, StreamRelay, refusal_stream
-from .subjects import Subject, input_subjects, message_text, output_subject, unreadable_parts
+from .subjects import Subject, extra_strings, input_subjects, message_text, output_subject, unreadable_parts
 from .upstream import Upstream
 
 
@@ -59,6 +59,7 @@ def completion_subjects(completion: ChatCompletion, chat: ChatRequest, route: Ro
     subjects = []
     for choice in completion.choices:
         text = message_text(Message.model_validate(choice.message.model_dump(exclude_none=True)))
+        text = "\n".join([text, *extra_strings(choice.model_extra)])  # e.g. a provider's choices[].text
         if text.strip():
             subjects.append(output_subject(text, chat.messages, route.output, choice.index))
     return subjects

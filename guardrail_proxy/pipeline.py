@@ -54,7 +54,7 @@ class Checker:
         # Identical (policy, text) pairs in one request share one call.
         calls: dict[tuple[str, str], Awaitable[Classification | ClassifierError]] = {}
         for check in checks:
-            key = (check.policy.digest, check.content)
+            key = (check.policy.answer_key, check.content)
             if key not in calls:
                 calls[key] = asyncio.ensure_future(self._one(classifier, check))
         try:
@@ -63,7 +63,7 @@ class Checker:
             for future in calls.values():
                 if isinstance(future, asyncio.Future):
                     future.cancel()  # no-op when done; stops stragglers when we are cancelled
-        outcomes = [to_outcome(phase, c, results[(c.policy.digest, c.content)]) for c in checks]
+        outcomes = [to_outcome(phase, c, results[(c.policy.answer_key, c.content)]) for c in checks]
         for outcome in outcomes:
             self.on_outcome(outcome)
         return combine(phase, outcomes, route, self.policies)

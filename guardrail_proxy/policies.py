@@ -75,6 +75,13 @@ class Policy(BaseModel):
         return value
 
     @property
+    def answer_key(self) -> str:
+        """What decides how an answer is read: the text the classifier saw, and how its answer is parsed.
+        Two policies with one text but other labels must not share cached answers."""
+        labels = ",".join(self.labels)
+        return digest_of(f"{self.digest}|{self.format}|{self.label_prefix}|{labels}")
+
+    @property
     def short_digest(self) -> str:
         return self.digest[:12]
 

@@ -93,6 +93,11 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
         raise RequestError("the request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone \ud800-style escape decodes to text no classifier or model can be sent.
+        raise RequestError("the request body contains an invalid unicode escape (a lone surrogate)") from None
     return data
 
 

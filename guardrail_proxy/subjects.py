@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .config import InputCheck, OutputCheck
 from .protocol import Message
 
-METADATA_KEYS = {"id", "type", "index", "object", "created", "expires_at", "data"}
+METADATA_KEYS = {"id", "type", "index", "object", "created", "expires_at", "data", "b64_json", "file_data"}
 HARMONY_TOKEN = re.compile(r"<\|([A-Za-z_]+)\|>")
 TARGET_MARK = "[classify this: "  # precedes the judged message when context is shown
 
@@ -45,7 +45,8 @@ def extra_strings(value: object) -> list[str]:
     """Every string inside fields the proxy does not model (e.g. a provider's `reasoning_content`,
     `audio.transcript`). Text we do not understand is still checked rather than passed unread."""
     if isinstance(value, str):
-        return [value] if value.strip() else []
+        # Inline media (data: URLs) is not text to judge; it would only flood the classifier's context.
+        return [value] if value.strip() and not value.startswith("data:") else []
     if isinstance(value, dict):
         return [s for key, item in value.items() if key not in METADATA_KEYS for s in extra_strings(item)]
     if isinstance(value, list):

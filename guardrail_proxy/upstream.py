@@ -8,18 +8,25 @@ the openai SDK's `ChatCompletion`, so provider types never leak past this module
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from pydantic import ValidationError
 
 from .config import UpstreamConfig
 from .errors import UpstreamError
 from .settings import prepare_litellm_import
+from .sse_parse import chunks_from_lines
+
+OPENAI_CHAT_PARAMS = frozenset({
+    "messages", "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
+    "max_completion_tokens", "max_tokens", "modalities", "n", "parallel_tool_calls", "prediction",
+    "presence_penalty", "reasoning_effort", "response_format", "seed", "service_tier", "stop", "store",
+    "stream_options", "temperature", "tool_choice", "tools", "top_logprobs", "top_p", "user",
+    "web_search_options",
+})
 
 
 class Upstream(Protocol):
@@ -51,29 +58,6 @@ def as_upstream_error(exc: BaseException) -> UpstreamError:
                              error_type=upstream_type or "invalid_request_error",
                              code=upstream_code or "upstream_rejected")
     return UpstreamError(f"the upstream model failed: {type(exc).__name__}: {message}")
-
-
-def parse_chunk(data: str) -> ChatCompletionChunk:
-    try:
-        return ChatCompletionChunk.model_validate_json(data)
-    except ValidationError:
-        pass
-    try:
-        event = json.loads(data)
-    except ValueError:
-        raise UpstreamError(f"the upstream sent an event that is not JSON: {data[:200]!r}") from None
-    error = event.get("error") if isinstance(event, dict) else None
-    if error:
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        raise UpstreamError(f"the upstream model failed mid-stream: {message}")
-    if isinstance(event, dict) and isinstance(event.get("choices"), list):
-        # Some OpenAI-compatible servers leave out envelope fields; the choices are what matters.
-        envelope = {"id": "", "object": "chat.completion.chunk", "created": 0, "model": ""}
-        try:
-            return ChatCompletionChunk.model_validate({**envelope, **{k: v for k, v in event.items() if v is not None}})
-        except ValidationError:
-            pass
-    raise UpstreamError(f"the upstream sent an event that is not a chat.completion.chunk: {data[:200]!r}")
 
 
 async def probe_models(base_url: str, api_key: str | None) -> str | None:
@@ -108,18 +92,12 @@ class OpenAIUpstream:
             raise as_upstream_error(exc) from exc
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
-        # The SDK's own stream builds each chunk with a generic constructor (~70 us a chunk here);
-        # reading the SSE lines and validating with pydantic's JSON parser costs a few microseconds.
+        # The SDK's own stream builds each chunk with a generic constructor; sse_parse is ~20x cheaper.
         request = self.client.chat.completions.with_streaming_response.create(**self.params(body, stream=True))
         try:
             async with request as response:
-                async for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue  # comments, event names and blank separators
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        return
-                    yield parse_chunk(data)
+                async for chunk in chunks_from_lines(response.iter_lines()):
+                    yield chunk
         except UpstreamError:
             raise
         except Exception as exc:  # malformed events and dropped connections too, not only SDK errors
@@ -148,8 +126,15 @@ class LitellmUpstream:
         self.litellm = litellm
 
     def params(self, body: dict[str, Any], *, stream: bool) -> dict[str, Any]:
-        params: dict[str, Any] = {**body, "model": self.cfg.model, "timeout": self.cfg.timeout_s,
+        # Only OpenAI chat parameters become litellm arguments; anything else travels in extra_body.
+        # litellm also reads control arguments (api_base, base_url, api_key, headers, ...) from its keyword
+        # arguments, so spreading the client's body into them would let a client send our key elsewhere.
+        known = {k: v for k, v in body.items() if k in OPENAI_CHAT_PARAMS}
+        extra = {k: v for k, v in body.items() if k not in OPENAI_CHAT_PARAMS and k not in ("model", "stream")}
+        params: dict[str, Any] = {**known, "model": self.cfg.model, "timeout": self.cfg.timeout_s,
                                   "num_retries": 0, "stream": stream}
+        if extra:
+            params["extra_body"] = extra
         if self.cfg.api_base:
             params["api_base"] = self.cfg.api_base
         if self.api_key:

@@ -25,7 +25,8 @@ class CachingClassifier:
         self.misses = 0
 
     async def classify(self, policy: Policy, content: str) -> Classification:
-        key = (policy.digest, hashlib.sha256(content.encode()).hexdigest())  # bounded memory per entry
+        # Bounded memory per entry; surrogates (invalid UTF-8) are hashed as escapes rather than crash.
+        key = (policy.answer_key, hashlib.sha256(content.encode("utf-8", "backslashreplace")).hexdigest())
         found = self.entries.get(key)
         if found is not None:
             self.entries.move_to_end(key)

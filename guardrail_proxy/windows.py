@@ -38,7 +38,7 @@ def chunk_texts(chunk: ChatCompletionChunk) -> dict[int, str]:
             parts += extra_strings({k: v for k, v in (call.model_extra or {}).items() if k != "custom"})
         if delta.function_call:
             parts += call_parts(delta.function_call.name, delta.function_call.arguments)
-        parts += extra_strings(delta.model_extra)
+        parts += extra_strings(delta.model_extra) + extra_strings(choice.model_extra)
         text = "".join(parts)
         if text:
             texts[choice.index] = texts.get(choice.index, "") + text

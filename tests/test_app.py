@@ -43,6 +43,13 @@ def test_bad_requests_get_openai_error_json(make_proxy, body, status, code, para
     assert proxy.upstream.requests == [] and proxy.classifier.requests == []
 
 
+def test_a_lone_surrogate_is_a_400(make_proxy):
+    proxy = make_proxy()
+    response = post(proxy, b'{"model": "test-model", "messages": [{"role": "user", "content": "hi \\ud800"}]}')
+    assert response.status_code == 400 and "surrogate" in response.json()["error"]["message"]
+    assert proxy.classifier.requests == []
+
+
 def test_deeply_nested_json_is_a_400(make_proxy):
     proxy = make_proxy()
     response = post(proxy, b'{"x":' + b"[" * 30000 + b"]" * 30000 + b"}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
 from conftest import VIOLENCE_POLICY, free_port
@@ -103,4 +105,28 @@ async def test_connection_refused_is_transport(make_client):
 async def test_ping(make_client):
     client = make_client()
     assert await client.ping() is None
+    await client.aclose()
+
+
+async def test_retries_never_outlive_the_total_deadline(make_client, safeguard):
+    behaviour, _ = safeguard
+    behaviour.delay_s = 1.0
+    client = make_client(timeout_s=0.5, retries=3)
+    started = time.monotonic()
+    with pytest.raises(ClassifierError) as info:
+        await client.classify(POLICY, "hi")
+    elapsed = time.monotonic() - started
+    await client.aclose()
+    assert info.value.kind == "timeout" and len(behaviour.requests) == 1
+    assert elapsed < 0.9, f"a 0.5 s deadline took {elapsed:.2f} s"
+
+
+async def test_ping_does_not_queue_behind_busy_calls(make_client, safeguard):
+    behaviour, _ = safeguard
+    behaviour.delay_s = 2.0
+    client = make_client(max_concurrency=1, retries=0)
+    busy = asyncio.create_task(client.classify(POLICY, "slow"))
+    await asyncio.sleep(0.2)
+    assert await asyncio.wait_for(client.ping(), 1.5) is None
+    await busy
     await client.aclose()

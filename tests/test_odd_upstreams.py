@@ -12,6 +12,8 @@ import pytest
 from conftest import user
 
 from guardrail_proxy.standins.safeguard import Rule
+from guardrail_proxy.standins.server import ServerThread
+from guardrail_proxy.standins.upstream import UpstreamBehaviour, build_upstream_app
 
 
 def event(delta: dict, finish: str | None = None, index: int = 0) -> bytes:
@@ -194,3 +196,66 @@ def test_aiohttp_classifier_transport_end_to_end(make_proxy):
     failed = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": user("new")})
     assert failed.status_code == 503
     assert httpx.get(f"{proxy.url}/readyz").json()["checks"]["classifier:default"] == "ok"
+
+
+@pytest.mark.parametrize("raw", [
+    # one event's data spread over two data: lines, per the SSE format
+    [b'data: {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",\n'
+     b'data:  "choices": [{"index": 0, "delta": {"content": "split event"}}]}\n\n', b"data: [DONE]\n\n"],
+    # keep-alives: an empty data field and a comment
+    [b"data:\n\n", b": ping\n\n", event({"content": "split event"}), b"data: [DONE]\n\n"],
+])
+def test_valid_sse_variants_are_read(make_proxy, raw):
+    proxy = make_proxy()
+    proxy.upstream.raw_events = raw
+    _, text = stream(proxy)
+    assert "".join(c["delta"].get("content") or "" for e in events(text) for c in e["choices"]) == "split event"
+
+
+@pytest.mark.parametrize("bad", [
+    b'data: {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],'
+    b' "error": {"message": "overloaded"}}\n\n',
+    b'event: error\ndata: {"message": "overloaded"}\n\n',
+])
+def test_error_events_in_any_shape_end_the_stream(make_proxy, bad):
+    proxy = make_proxy({"output": {"window_chars": 1}})
+    proxy.upstream.raw_events = [event({"role": "assistant", "content": "Hi"}), bad, b"data: [DONE]\n\n"]
+    _, text = stream(proxy)
+    assert events(text)[-1]["error"]["type"] == "upstream_error"
+    assert proxy.wait_audit()[0]["status"] == 502
+
+
+def test_choice_level_text_is_checked(make_proxy):
+    proxy = make_proxy()
+    proxy.classifier.rules.append(Rule("blood", 3))
+    proxy.upstream.raw_completion = {**completion({"role": "assistant", "content": "fine"}), "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop",
+         "text": "blood everywhere"}]}
+    response = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": user("hi")})
+    assert response.status_code == 400
+    proxy.upstream.raw_events = [b'data: {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",'
+                                 b' "choices": [{"index": 0, "delta": {}, "text": "blood everywhere"}]}\n\n',
+                                 event({}, "stop"), b"data: [DONE]\n\n"]
+    _, text = stream(proxy)
+    assert "blood" not in text
+
+
+def test_inline_images_are_not_sent_to_the_classifier(make_proxy):
+    proxy = make_proxy()
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 20000}}
+    proxy.upstream.raw_completion = completion({"role": "assistant", "content": "here", "images": [image]})
+    httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": user("draw")})
+    assert all(len(r["messages"][1]["content"]) < 1000 for r in proxy.classifier.requests)
+
+
+def test_client_fields_cannot_redirect_a_litellm_upstream(make_proxy, upstream):
+    _, up_server = upstream
+    attacker = UpstreamBehaviour()
+    with ServerThread(build_upstream_app(attacker)) as evil:
+        proxy = make_proxy(upstream_cfg={"provider": "litellm", "model": "openai/stand-in-chat",
+                                         "api_base": f"{up_server.url}/v1"})
+        body = {"model": "test-model", "messages": user("hi"), "base_url": f"{evil.url}/v1",
+                "api_base": f"{evil.url}/v1", "api_key": "x", "extra_headers": {"x-evil": "1"}}
+        response = httpx.post(f"{proxy.url}/v1/chat/completions", json=body, timeout=20)
+    assert response.status_code == 200 and attacker.requests == []
+    assert len(proxy.upstream.requests) == 1

@@ -83,3 +83,12 @@ def test_cache_can_be_turned_off(make_proxy):
     for _ in range(2):
         proxy.client.chat.completions.create(model="test-model", messages=user("same"))
     assert len(proxy.classifier.requests) == 2
+
+
+async def test_same_text_with_other_labels_does_not_share_answers():
+    inner = Counting()
+    cache = CachingClassifier(inner, 10)
+    narrower = POLICY.model_copy(update={"labels": {"TV0": "a", "TV1": "b"}})
+    await cache.classify(POLICY, "a")
+    await cache.classify(narrower, "a")
+    assert len(inner.calls) == 2
