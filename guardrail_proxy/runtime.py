@@ -10,8 +10,8 @@ from typing import Any
 
 from .audit import AuditSink
 from .auth import load_client_keys
-from .classifier import Classifier, SafeguardClient
-from .classifier_aiohttp import AiohttpSafeguardClient
+from .classifier import Classifier
+from .classifier_factory import build_classifier
 from .loader import LoadedConfig
 from .metrics import Metrics
 from .pipeline import Checker
@@ -37,9 +37,7 @@ class Runtime:
         used_upstreams = {r.upstream for r in config.routes}
         classifiers: dict[str, Classifier] = {}
         for name, cfg in proxy.classifiers.items():
-            key = settings.secret(cfg.api_key_env)
-            client: Classifier = (AiohttpSafeguardClient(cfg, key) if cfg.transport == "aiohttp"
-                                  else SafeguardClient(cfg, key))
+            client = build_classifier(cfg, settings.secret(cfg.api_key_env))
             classifiers[name] = CachingClassifier(client, cfg.cache_entries) if cfg.cache_entries else client
         upstreams = {
             name: build_upstream(cfg, settings.secret(cfg.api_key_env))

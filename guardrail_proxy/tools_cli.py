@@ -21,7 +21,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .classifier import Classification, SafeguardClient
+from .classifier import Classification
+from .classifier_factory import build_classifier
 from .config import ClassifierConfig
 from .datasets import ROLES, load_dataset
 from .errors import ClassifierError, ConfigError
@@ -179,7 +180,7 @@ async def run_check(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("text", "", "nothing to classify: give the text as an argument or on stdin")
     target = resolve([args.policy], args, settings)
     policy, cfg = target.policies[0], target.classifier
-    client = SafeguardClient(cfg, settings.secret(cfg.api_key_env))
+    client = build_classifier(cfg, settings.secret(cfg.api_key_env))
     result: Classification | ClassifierError
     try:
         result = await client.classify(policy, render_item(args.role, text, args.context))
@@ -211,7 +212,7 @@ async def run_versions(target: Target, args: argparse.Namespace, settings: Setti
     titles = ("old", "new") if len(target.policies) == 2 else ("eval",)
     runs: list[EvalRun] = []
     with ResultCache(Path(args.cache_dir)) as cache:
-        client = SafeguardClient(cfg, settings.secret(cfg.api_key_env))
+        client = build_classifier(cfg, settings.secret(cfg.api_key_env))
         try:
             for title, policy in zip(titles, target.policies, strict=True):
                 with progress_bar(console, len(examples), f"{title} {policy.id}", show_progress) as on_result:
