@@ -1,7 +1,7 @@
 """One guarded exchange: check input (with the model already running in speculative mode), get the
 completion or the stream, check output, apply the decisions.
 
-No HTTP parsing here (chat.py does that) and no business rules (decisions.py and responses.py do those):
+No HTTP parsing here (app.py does that) and no business rules (decisions.py and responses.py do those):
 this module only sequences the steps and records them in the audit record.
 """
 

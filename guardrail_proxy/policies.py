@@ -82,10 +82,6 @@ class Policy(BaseModel):
         return digest_of(f"{self.digest}|{self.format}|{self.label_prefix}|{labels}")
 
     @property
-    def short_digest(self) -> str:
-        return self.digest[:12]
-
-    @property
     def max_level(self) -> int:
         return max(len(self.labels) - 1, 1)
 
