@@ -52,12 +52,12 @@ class AuditRecord:
 
 
 def phase_json(decision: Decision) -> dict[str, Any]:
-    actions = {id(t.verdict): t.action.value for t in decision.triggered}
     return {
         "phase": decision.phase,
         "outcome": decision.outcome.value,
         "unchecked": decision.unchecked,
-        "checks": [outcome_json(o, actions.get(id(o))) for o in decision.outcomes],
+        "checks": [outcome_json(o, decision.action_of(o) if isinstance(o, Verdict) else None)
+                   for o in decision.outcomes],
     }
 
 

@@ -79,6 +79,10 @@ class Decision:
         """Fail-open pass: some check could not run and the request went on anyway."""
         return bool(self.failures) and self.outcome is not Outcome.UNAVAILABLE
 
+    def action_of(self, verdict: Verdict) -> str | None:
+        """The action a verdict of this decision triggered, if any (for summaries and audit records)."""
+        return next((t.action.value for t in self.triggered if t.verdict is verdict), None)
+
     @property
     def strongest(self) -> Triggered | None:
         """The triggered rule that set the outcome (highest action, then highest severity)."""
@@ -87,14 +91,15 @@ class Decision:
         return max(self.triggered, key=lambda t: (ACTION_STRENGTH[t.action], t.verdict.severity))
 
 
-def action_for(verdict: Verdict, rule: PolicyRule, policy: Policy) -> Action:
-    return rule.levels.get(verdict.severity) or rule.action or policy.default_action
+def action_for(severity: int, rule: PolicyRule, policy: Policy) -> Action:
+    """The route's action for a violation of this severity: its level map, its action, the policy's default."""
+    return rule.levels.get(severity) or rule.action or policy.default_action
 
 
 def triggered_for(verdict: Verdict, rule: PolicyRule, policy: Policy, route: RouteConfig) -> Triggered:
     return Triggered(
         verdict=verdict,
-        action=action_for(verdict, rule, policy),
+        action=action_for(verdict.severity, rule, policy),
         refusal=rule.refusal or policy.refusal or route.refusal,
         safe_text=rule.safe_text or policy.safe_text or route.refusal,
     )

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .config import Action, ProxyConfig, RouteConfig
+from .decisions import action_for
 from .errors import ConfigError
 from .official_pack import load_official_datasets, load_official_pack
 from .policies import Policy, index_policies, load_policy_file, policy_files_in
@@ -118,8 +119,7 @@ def check_route(route: RouteConfig, proxy: ProxyConfig, policies: dict[str, Poli
             known = ", ".join(sorted(policies)) or "none loaded"
             raise ConfigError(str(file), f"policies.{i}.id", f"unknown policy '{rule.id}'; loaded: {known}")
         if route.output.stream_mode == "post" and "output" in rule.phases:
-            actions = {rule.levels.get(level) or rule.action or policy.default_action
-                       for level in range(1, policy.max_level + 1)}
+            actions = {action_for(level, rule, policy) for level in range(1, policy.max_level + 1)}
             strict = sorted(a.value for a in actions if a in (Action.BLOCK, Action.REWRITE))
             if strict:
                 raise ConfigError(str(file), f"policies.{i}",

@@ -28,6 +28,11 @@ class Check:
     content: str
     subject: int
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """Checks with one key get one answer: same text, read the same way."""
+        return (self.policy.answer_key, self.content)
+
 
 def plan_checks(phase: Phase, subjects: Sequence[Subject], route: RouteConfig,
                 policies: dict[str, Policy]) -> list[Check]:
@@ -54,16 +59,15 @@ class Checker:
         # Identical (policy, text) pairs in one request share one call.
         calls: dict[tuple[str, str], Awaitable[Classification | ClassifierError]] = {}
         for check in checks:
-            key = (check.policy.answer_key, check.content)
-            if key not in calls:
-                calls[key] = asyncio.ensure_future(self._one(classifier, check))
+            if check.key not in calls:
+                calls[check.key] = asyncio.ensure_future(self._one(classifier, check))
         try:
             results = dict(zip(calls, await asyncio.gather(*calls.values()), strict=True))
         finally:
             for future in calls.values():
                 if isinstance(future, asyncio.Future):
                     future.cancel()  # no-op when done; stops stragglers when we are cancelled
-        outcomes = [to_outcome(phase, c, results[(c.policy.answer_key, c.content)]) for c in checks]
+        outcomes = [to_outcome(phase, c, results[c.key]) for c in checks]
         for outcome in outcomes:
             self.on_outcome(outcome)
         return combine(phase, outcomes, route, self.policies)

@@ -59,8 +59,7 @@ def guardrail_object(request_id: str, route: str, decisions: list[Decision],
                      reveal_reasoning: bool) -> dict[str, Any]:
     checks = []
     for decision in decisions:
-        actions = {id(t.verdict): t.action.value for t in decision.triggered}
-        checks += [verdict_summary(o, actions.get(id(o)), reveal_reasoning)
+        checks += [verdict_summary(o, decision.action_of(o), reveal_reasoning)
                    for o in decision.outcomes if isinstance(o, Verdict)]
     return {
         "request_id": request_id,
