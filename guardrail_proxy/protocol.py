@@ -94,7 +94,8 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
     try:
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
+        if b"\\u" in raw:  # only a \\uXXXX escape can make a lone surrogate: skip the re-encode otherwise
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         # A lone \ud800-style escape decodes to text no classifier or model can be sent.
         raise RequestError("the request body contains an invalid unicode escape (a lone surrogate)") from None
