@@ -27,6 +27,11 @@ POLICY_ID = "dangerous-content"  # one shipped policy: realistic prompt size for
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never route loopback via $http_proxy
 
 
+def fmt(value: float, digits: int = 0) -> str:
+    """A table cell: thousands separators, and '-' for NaN."""
+    return "-" if value != value else f"{value:,.{digits}f}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -38,6 +38,7 @@ from typing import Any
 
 import harness
 import loadgen
+from harness import fmt
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "Say something harmless about the weather."
@@ -78,10 +79,6 @@ def pooled(batches: list[dict[str, Any]]) -> dict[str, Any]:
                                                 if requests else math.nan),
         "cut": any(b["cut_by_max_seconds"] for b in batches),
     }
-
-
-def fmt(value: float, digits: int = 0) -> str:
-    return "-" if value != value else f"{value:,.{digits}f}"
 
 
 def table(results: dict[int, dict[str, dict[str, Any]]]) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 
 import harness
 import loadgen
+from harness import fmt
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PROMPT = "Say something harmless about the weather."
@@ -42,10 +43,6 @@ ROUTES: dict[str, dict[str, Any]] = {
     "guarded-fast": {"upstream": "standin", "classifier": "fast"},
 }
 EXPECTED_CLASSIFIER_CALLS = {"none": 0, "guarded": 2, "guarded-fast": 2}
-
-
-def fmt(value: float, digits: int = 0) -> str:
-    return "-" if value != value else f"{value:,.{digits}f}"
 
 
 def pooled(batches: list[dict[str, Any]]) -> dict[str, Any]:
