@@ -207,7 +207,35 @@ def test_dockerfile_copy_sources_exist_and_are_in_the_context(instructions: list
 def test_dockerfile_installs_without_dev_extras(instructions: list[tuple[str, str]]) -> None:
     runs = " ".join(args for word, args in instructions if word == "RUN")
     assert "pip install" in runs
-    assert "[dev]" not in runs and "-e " not in runs
+    assert "[dev]" not in runs and "-e " not in runs and "dev.lock" not in runs
+
+
+def test_dockerfile_installs_from_the_lock(instructions: list[tuple[str, str]]) -> None:
+    """Every pip install in the image is either the hash-checked lock or the package itself with --no-deps,
+    so the image gets exactly the versions the suite passed with."""
+    installs = [args for word, args in instructions if word == "RUN" and "pip install" in args]
+    assert any("--require-hashes" in a and "requirements/runtime.lock" in a for a in installs)
+    for args in installs:
+        for command in args.split("&&"):
+            if "pip install" not in command:
+                continue
+            locked = "--require-hashes" in command and "-r requirements/runtime.lock" in command
+            own = "--no-deps" in command and "--no-build-isolation" in command
+            assert locked or own, f"unpinned install in the Dockerfile: {command.strip()}"
+    copied = [a for word, a in instructions if word == "COPY"]
+    assert any("requirements/runtime.lock" in a for a in copied)
+
+
+def test_the_locks_pin_every_package_with_hashes() -> None:
+    """The README's install command and the image rely on each lock pinning (==) and hashing every line."""
+    for name in ("dev.lock", "runtime.lock"):
+        text = (ROOT / "requirements" / name).read_text()
+        entries = [e for e in text.replace("\\\n", " ").splitlines() if e.strip() and not e.lstrip().startswith("#")]
+        assert entries, f"{name} is empty"
+        for entry in entries:
+            assert "==" in entry and "--hash=sha256:" in entry, f"{name}: not pinned and hashed: {entry[:80]}"
+    runtime = (ROOT / "requirements" / "runtime.lock").read_text()
+    assert "pytest==" not in runtime, "the runtime lock must not carry the test tools"
 
 
 def test_dockerignore_excludes_repo_clutter() -> None:
