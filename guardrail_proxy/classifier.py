@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
 import openai
 from tenacity import (
     AsyncRetrying,
@@ -100,18 +99,13 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIStatusError) and (exc.status_code == 429 or exc.status_code >= 500)
 
 
-def cannot_connect(exc: BaseException) -> bool:
-    """The aiohttp transport reports a refused connection as httpx.ConnectTimeout: tell it apart."""
-    return isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.ConnectError)
-
-
 def as_classifier_error(exc: BaseException) -> ClassifierError:
-    if isinstance(exc, openai.APIConnectionError) and cannot_connect(exc):
-        return ClassifierError(f"cannot connect to the classifier: {exc.__cause__}", kind="transport")
+    """Map an SDK or asyncio fault by its public type only: APITimeoutError is a subclass of
+    APIConnectionError, so it is tested first; any other connection error means nothing answered."""
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
         return ClassifierError("the classifier did not answer in time", kind="timeout")
     if isinstance(exc, openai.APIConnectionError):
-        return ClassifierError(f"cannot reach the classifier: {exc}", kind="transport")
+        return ClassifierError(f"cannot connect to the classifier: {exc}", kind="transport")
     if isinstance(exc, openai.APIStatusError):
         return ClassifierError(f"the classifier answered HTTP {exc.status_code}: {exc.message}", kind="http")
     return ClassifierError(f"classifier call failed: {exc!r}", kind="transport")
@@ -152,7 +146,7 @@ class RetryingClassifier:
         # timer firing at the same moment can swallow that cancellation, and retries must not outlive it.
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.cfg.retries + 1) | stop_after_delay(self.cfg.timeout_s),
-            wait=wait_exponential_jitter(initial=0.05, max=1.0),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
             retry=retry_if_exception(is_retryable),
             reraise=True,
         )
@@ -167,7 +161,12 @@ class RetryingClassifier:
 
 
 class SafeguardClient(RetryingClassifier):
-    """Calls an OpenAI-compatible endpoint with the official SDK over a pooled aiohttp transport."""
+    """Calls an OpenAI-compatible endpoint with the official SDK and its default HTTP client.
+
+    Not the SDK's aiohttp client: that one reports a refused connection as APITimeoutError, so a dead
+    classifier would look slow in the audit, the metrics and /readyz. With the default client the public
+    exception types tell the two apart. `transport: aiohttp` (classifier_aiohttp.py) is the fast path.
+    """
 
     def __init__(self, cfg: ClassifierConfig, api_key: str | None,
                  client: openai.AsyncOpenAI | None = None) -> None:
@@ -177,7 +176,6 @@ class SafeguardClient(RetryingClassifier):
             api_key=api_key or "unused",
             max_retries=0,  # retries are ours, under one total deadline
             timeout=cfg.attempt_timeout_s or cfg.timeout_s,
-            http_client=openai.DefaultAioHttpClient(),
         )
 
     async def send(self, request: dict[str, Any], timeout_s: float) -> Reply:
@@ -192,6 +190,8 @@ class SafeguardClient(RetryingClassifier):
         """None when the endpoint answers GET /models, else why not."""
         try:
             await self.client.models.list(timeout=3.0)
+        except openai.NotFoundError:
+            return None  # it answered; some OpenAI-compatible servers have no /models
         except Exception as exc:
             return as_classifier_error(exc).message
         return None

@@ -4,7 +4,7 @@ check    one text against one policy: verdict, label, rationale, reasoning, late
 eval     a labelled dataset against a policy (or --compare OLD NEW): metrics, confusion, flips, report.md
 
 Both read the classifier endpoint from the config (--classifier NAME) or from flags, flags winning.
-Exit codes: 0 done; 1 the classifier failed on every item; 2 a usage, config, policy or dataset error,
+Exit codes: 0 done; 1 the classifier is unreachable or failed on every item; 2 a usage, config, policy or dataset error,
 reported in one line naming the file and line.
 """
 
@@ -117,6 +117,9 @@ def guarded(action: Callable[[], int]) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ClassifierError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: answers so far are cached; run the same command again to resume", file=sys.stderr)
         return 130
@@ -214,6 +217,9 @@ async def run_versions(target: Target, args: argparse.Namespace, settings: Setti
     with ResultCache(Path(args.cache_dir)) as cache:
         client = build_classifier(cfg, settings.secret(cfg.api_key_env))
         try:
+            # An endpoint that cannot be reached would fail every item only after its retries: say so at once.
+            if problem := await client.ping():
+                raise ClassifierError(f"{problem} ({cfg.base_url}); nothing was evaluated", kind="transport")
             for title, policy in zip(titles, target.policies, strict=True):
                 with progress_bar(console, len(examples), f"{title} {policy.id}", show_progress) as on_result:
                     results = await run_examples(client, policy, examples, cache, options, on_result)

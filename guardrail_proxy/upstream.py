@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -82,8 +83,7 @@ class OpenAIUpstream:
         self.api_key = api_key
         self.client = openai.AsyncOpenAI(
             base_url=cfg.api_base, api_key=api_key or "unused", max_retries=0, timeout=cfg.timeout_s,
-            http_client=openai.DefaultAioHttpClient(),
-        )
+        )  # the SDK's default HTTP client: its aiohttp one reports a refused connection as a timeout
 
     async def complete(self, body: dict[str, Any]) -> ChatCompletion:
         try:
@@ -169,7 +169,18 @@ class LitellmUpstream:
         return await probe_models(self.cfg.api_base, self.api_key)
 
     async def aclose(self) -> None:
-        return None
+        """Stop litellm's background logging worker and close its cached HTTP clients on this loop.
+
+        Both are process-wide in litellm; left running, the loop ends with "Task was destroyed but it is
+        pending" and unclosed sessions. The worker lives in a module litellm does not export, so a release
+        that moves it is reported as a warning here (and by the suite) rather than breaking shutdown.
+        """
+        try:
+            worker = importlib.import_module("litellm.litellm_core_utils.logging_worker").GLOBAL_LOGGING_WORKER
+            await worker.stop(discard_pending=True, timeout=2.0)
+        except (ImportError, AttributeError) as exc:
+            warnings.warn(f"cannot stop litellm's logging worker: {exc}", RuntimeWarning, stacklevel=1)
+        await self.litellm.close_litellm_async_clients()
 
 
 def build_upstream(cfg: UpstreamConfig, api_key: str | None) -> Upstream:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import pytest
 from conftest import VIOLENCE_POLICY, free_port
@@ -97,9 +98,37 @@ async def test_connection_refused_is_transport(make_client):
     client = make_client(base_url=f"http://127.0.0.1:{free_port()}/v1", retries=0)
     with pytest.raises(ClassifierError) as info:
         await client.classify(POLICY, "hi")
-    assert info.value.kind == "transport"
-    assert await client.ping() is not None
+    assert info.value.kind == "transport" and info.value.message.startswith("cannot connect to the classifier")
+    assert (await client.ping() or "").startswith("cannot connect")
     await client.aclose()
+
+
+async def test_a_slow_classifier_is_a_timeout_not_a_refusal(make_client, safeguard):
+    behaviour, _ = safeguard
+    behaviour.delay_s = 1.0
+    client = make_client(timeout_s=5, attempt_timeout_s=0.3, retries=0)
+    with pytest.raises(ClassifierError) as info:
+        await client.classify(POLICY, "hi")
+    await client.aclose()
+    assert info.value.kind == "timeout" and "in time" in info.value.message
+
+
+async def test_retries_against_a_dead_endpoint_are_quick(make_client):
+    """A refused connection is retried with short back-off, not a second of jitter per attempt."""
+    client = make_client(base_url=f"http://127.0.0.1:{free_port()}/v1", retries=2)
+    started = time.monotonic()
+    for _ in range(3):
+        with pytest.raises(ClassifierError):
+            await client.classify(POLICY, "hi")
+    await client.aclose()
+    assert time.monotonic() - started < 2.0
+
+
+def test_fault_mapping_reads_public_exception_types_only():
+    """Telling a refusal from a timeout must not depend on what an SDK release chains under its errors."""
+    for path in (Path(__file__).parents[1] / "guardrail_proxy").rglob("*.py"):
+        text = path.read_text()
+        assert "__cause__" not in text and "__context__" not in text, f"{path} reads an exception chain"
 
 
 async def test_ping(make_client):

@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from conftest import user
+from conftest import free_port, user
 
 from guardrail_proxy.standins.safeguard import Rule
 from guardrail_proxy.standins.server import ServerThread
@@ -259,3 +259,30 @@ def test_client_fields_cannot_redirect_a_litellm_upstream(make_proxy, upstream):
         response = httpx.post(f"{proxy.url}/v1/chat/completions", json=body, timeout=20)
     assert response.status_code == 200 and attacker.requests == []
     assert len(proxy.upstream.requests) == 1
+
+
+@pytest.mark.parametrize("provider", ["openai", "litellm"])
+def test_an_unreachable_upstream_is_not_reported_as_slow(make_proxy, provider):
+    model = "stand-in-chat" if provider == "openai" else "openai/stand-in-chat"
+    proxy = make_proxy({"input": {"speculative": False}}, upstream_cfg={
+        "provider": provider, "model": model, "api_base": f"http://127.0.0.1:{free_port()}/v1"})
+    response = httpx.post(f"{proxy.url}/v1/chat/completions",
+                          json={"model": "test-model", "messages": user("hi")}, timeout=20)
+    # A gateway error, never a 504: nothing was slow. litellm reports a refused connection as its own
+    # InternalServerError, so only the direct client can name it precisely.
+    assert response.status_code == 502, response.text
+    expected = "upstream_unavailable" if provider == "openai" else "upstream_error"
+    assert response.json()["error"]["code"] == expected
+
+
+@pytest.mark.parametrize("provider", ["openai", "litellm"])
+def test_a_slow_upstream_is_a_timeout(make_proxy, upstream, provider):
+    behaviour, server = upstream
+    behaviour.delay_s = 2.0
+    model = "stand-in-chat" if provider == "openai" else "openai/stand-in-chat"
+    proxy = make_proxy({"input": {"speculative": False}}, upstream_cfg={
+        "provider": provider, "model": model, "api_base": f"{server.url}/v1", "timeout_s": 0.5})
+    response = httpx.post(f"{proxy.url}/v1/chat/completions",
+                          json={"model": "test-model", "messages": user("hi")}, timeout=20)
+    assert response.status_code == 504, response.text
+    assert response.json()["error"]["code"] == "upstream_timeout"

@@ -6,10 +6,11 @@ import argparse
 import io
 import json
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
-from conftest import VIOLENCE_POLICY, write_config
+from conftest import VIOLENCE_POLICY, free_port, write_config
 
 from guardrail_proxy.settings import Settings
 from guardrail_proxy.standins.safeguard import Rule
@@ -236,6 +237,20 @@ def test_eval_exits_1_when_every_item_errored(endpoint, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "failed on every item" in captured.err
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["metrics"]["counts"]["errors"] == 2
+
+
+def test_eval_against_a_dead_endpoint_stops_at_once(tmp_path, capsys):
+    policy = tmp_path / "violence.md"
+    policy.write_text(textwrap.dedent(VIOLENCE_POLICY))
+    data = dataset(tmp_path, [(f"i{n}", f"text {n}", "TV0") for n in range(200)])
+    started = time.monotonic()
+    assert run_cli(["eval", "--policy", str(policy), "--dataset", str(data), "--quiet",
+                    "--base-url", f"http://127.0.0.1:{free_port()}/v1",
+                    "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 1
+    assert time.monotonic() - started < 5
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot connect to the classifier") and "nothing was evaluated" in err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("argv", [
