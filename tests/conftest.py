@@ -157,6 +157,8 @@ def make_proxy(tmp_path: Path, safeguard: tuple[SafeguardBehaviour, ServerThread
     yield make
     for server in started:
         server.stop()
+        assert not server.thread.is_alive(), "the proxy did not shut down"
+        assert not server.leftover_tasks, f"tasks left running at shutdown: {server.leftover_tasks}"
 
 
 def user(text: str) -> list[dict[str, str]]:

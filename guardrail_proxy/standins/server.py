@@ -18,10 +18,19 @@ class ServerThread:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.host = host
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.leftover_tasks: list[str] = []  # tasks still pending when the server had shut down
 
     def _run(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.loop.run_until_complete(self.server.serve())
+        # asyncio.Runner closes the loop, its async generators and its default executor on the way out.
+        with asyncio.Runner() as runner:
+            self.loop = runner.get_loop()
+            runner.run(self._serve())
+
+    async def _serve(self) -> None:
+        await self.server.serve()
+        # By now the lifespan has closed every client; whatever still runs was left behind by someone.
+        current = asyncio.current_task()
+        self.leftover_tasks = [repr(t) for t in asyncio.all_tasks() if t is not current and not t.done()]
 
     def start(self, timeout: float = 30.0) -> ServerThread:
         self.thread.start()
