@@ -30,6 +30,32 @@ def transcript(proxy, body: dict) -> str:
     return re.sub(r'"policy_digest":"[0-9a-f]+"', '"policy_digest":"D"', text)
 
 
+def sse_frames(text: str) -> list[str]:
+    """The data of each event, checking the framing on the way: one `data: ` line, then a blank line."""
+    assert text.endswith("\n\n"), "the stream does not end with a complete event"
+    frames = text[:-2].split("\n\n")
+    for frame in frames:
+        assert frame.startswith("data: ") and "\n" not in frame, f"not a one-line data event: {frame[:80]!r}"
+    return [frame[6:] for frame in frames]
+
+
+def own_event(data: str) -> bool:
+    """Events the proxy writes itself (its refusal and error chunks), as opposed to relayed upstream chunks."""
+    return '"guardrail":' in data or data.startswith('{"error":')
+
+
+def same_stream(got: str, golden: str) -> None:
+    """Relayed chunks are compared as parsed JSON: the SDK that re-serialises them may order keys as it likes.
+    The proxy's own events and [DONE] are compared byte for byte, since their bytes are ours."""
+    got_frames, golden_frames = sse_frames(got), sse_frames(golden)
+    assert len(got_frames) == len(golden_frames), f"{len(got_frames)} events, the golden file has {len(golden_frames)}"
+    for index, (mine, want) in enumerate(zip(got_frames, golden_frames, strict=True)):
+        if want == "[DONE]" or own_event(want):
+            assert mine == want, f"event {index} differs"
+        else:
+            assert json.loads(mine) == json.loads(want), f"event {index} differs"
+
+
 @pytest.fixture
 def check_golden(request):
     """Compare with tests/golden/<name>.sse; `pytest --update-golden` rewrites them (review the diff)."""
@@ -40,9 +66,21 @@ def check_golden(request):
         if update:
             path.write_text(text)
         assert path.exists(), f"{path} is missing: run pytest --update-golden and review it"
-        assert text == path.read_text()
+        same_stream(text, path.read_text())
 
     return check
+
+
+def test_golden_comparison_ignores_key_order_of_relayed_chunks_only():
+    relayed = 'data: {"id":"ID","choices":[]}\n\ndata: [DONE]\n\n'
+    same_stream('data: {"choices":[],"id":"ID"}\n\ndata: [DONE]\n\n', relayed)
+    with pytest.raises(AssertionError):
+        same_stream('data: {"id":"ID","choices":[{}]}\n\ndata: [DONE]\n\n', relayed)
+    ours = 'data: {"choices":[],"guardrail":{"decision":"block"}}\n\n'
+    with pytest.raises(AssertionError):
+        same_stream('data: {"guardrail":{"decision":"block"},"choices":[]}\n\n', ours)
+    with pytest.raises(AssertionError):
+        same_stream('data: {"id":"ID"}\n', 'data: {"id":"ID"}\n\n')
 
 
 def events(text: str) -> list[dict]:
