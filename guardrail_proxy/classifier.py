@@ -25,6 +25,7 @@ from tenacity import (
 
 from .answers import Answer, parse_answer
 from .config import ClassifierConfig
+from .deadlines import timed_out
 from .errors import ClassifierError
 from .policies import Policy
 
@@ -99,9 +100,13 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, openai.APIStatusError) and (exc.status_code == 429 or exc.status_code >= 500)
 
 
+PING_TIMEOUT_S = 3.0
+
+
 def as_classifier_error(exc: BaseException) -> ClassifierError:
     """Map an SDK or asyncio fault by its public type only: APITimeoutError is a subclass of
-    APIConnectionError, so it is tested first; any other connection error means nothing answered."""
+    APIConnectionError, so it is tested first (a too-early one was already turned into a transport
+    error by the caller's clock); any other connection error means nothing answered."""
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
         return ClassifierError("the classifier did not answer in time", kind="timeout")
     if isinstance(exc, openai.APIConnectionError):
@@ -161,11 +166,10 @@ class RetryingClassifier:
 
 
 class SafeguardClient(RetryingClassifier):
-    """Calls an OpenAI-compatible endpoint with the official SDK and its default HTTP client.
+    """Calls an OpenAI-compatible endpoint with the official SDK over its pooled aiohttp client.
 
-    Not the SDK's aiohttp client: that one reports a refused connection as APITimeoutError, so a dead
-    classifier would look slow in the audit, the metrics and /readyz. With the default client the public
-    exception types tell the two apart. `transport: aiohttp` (classifier_aiohttp.py) is the fast path.
+    That client reports a refused connection as APITimeoutError; `deadlines.timed_out` tells the two
+    apart by the clock, so a dead classifier is never audited, measured or reported by /readyz as slow.
     """
 
     def __init__(self, cfg: ClassifierConfig, api_key: str | None,
@@ -176,10 +180,18 @@ class SafeguardClient(RetryingClassifier):
             api_key=api_key or "unused",
             max_retries=0,  # retries are ours, under one total deadline
             timeout=cfg.attempt_timeout_s or cfg.timeout_s,
+            http_client=openai.DefaultAioHttpClient(),
         )
 
     async def send(self, request: dict[str, Any], timeout_s: float) -> Reply:
-        response = await self.client.chat.completions.with_raw_response.create(**request, timeout=timeout_s)
+        started = time.monotonic()
+        try:
+            response = await self.client.chat.completions.with_raw_response.create(**request, timeout=timeout_s)
+        except openai.APITimeoutError as exc:
+            if timed_out(time.monotonic() - started, timeout_s):
+                raise
+            raise ClassifierError(f"cannot connect to the classifier: {exc}", kind="transport",
+                                  retryable=True) from None
         try:
             data = json.loads(response.http_response.content)
         except ValueError:
@@ -188,10 +200,15 @@ class SafeguardClient(RetryingClassifier):
 
     async def ping(self) -> str | None:
         """None when the endpoint answers GET /models, else why not."""
+        started = time.monotonic()
         try:
-            await self.client.models.list(timeout=3.0)
+            await self.client.models.list(timeout=PING_TIMEOUT_S)
         except openai.NotFoundError:
             return None  # it answered; some OpenAI-compatible servers have no /models
+        except openai.APITimeoutError as exc:
+            if timed_out(time.monotonic() - started, PING_TIMEOUT_S):
+                return as_classifier_error(exc).message
+            return f"cannot connect to the classifier: {exc}"
         except Exception as exc:
             return as_classifier_error(exc).message
         return None

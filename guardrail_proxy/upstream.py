@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 import warnings
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -17,6 +18,7 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .config import UpstreamConfig
+from .deadlines import timed_out
 from .errors import UpstreamError
 from .settings import prepare_litellm_import
 from .sse_parse import chunks_from_lines
@@ -42,8 +44,10 @@ class Upstream(Protocol):
     async def aclose(self) -> None: ...
 
 
-def as_upstream_error(exc: BaseException) -> UpstreamError:
-    if isinstance(exc, openai.APITimeoutError):
+def as_upstream_error(exc: BaseException, elapsed_s: float, budget_s: float) -> UpstreamError:
+    """`elapsed_s` is how long the call ran: a timeout error that came before the budget ran out means the
+    connection failed (deadlines.py), which is a 502, not a 504."""
+    if isinstance(exc, openai.APITimeoutError) and timed_out(elapsed_s, budget_s):
         return UpstreamError("the upstream model did not answer in time", status_code=504,
                              code="upstream_timeout")
     if isinstance(exc, openai.APIConnectionError):
@@ -83,17 +87,20 @@ class OpenAIUpstream:
         self.api_key = api_key
         self.client = openai.AsyncOpenAI(
             base_url=cfg.api_base, api_key=api_key or "unused", max_retries=0, timeout=cfg.timeout_s,
-        )  # the SDK's default HTTP client: its aiohttp one reports a refused connection as a timeout
+            http_client=openai.DefaultAioHttpClient(),  # about a quarter more req/s than the default client
+        )
 
     async def complete(self, body: dict[str, Any]) -> ChatCompletion:
+        started = time.monotonic()
         try:
             return await self.client.chat.completions.create(**self.params(body, stream=False))
         except Exception as exc:
-            raise as_upstream_error(exc) from exc
+            raise as_upstream_error(exc, time.monotonic() - started, self.cfg.timeout_s) from exc
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
         # The SDK's own stream builds each chunk with a generic constructor; sse_parse is ~20x cheaper.
         request = self.client.chat.completions.with_streaming_response.create(**self.params(body, stream=True))
+        started = time.monotonic()
         try:
             async with request as response:
                 async for chunk in chunks_from_lines(response.iter_lines()):
@@ -101,7 +108,7 @@ class OpenAIUpstream:
         except UpstreamError:
             raise
         except Exception as exc:  # malformed events and dropped connections too, not only SDK errors
-            raise as_upstream_error(exc) from exc
+            raise as_upstream_error(exc, time.monotonic() - started, self.cfg.timeout_s) from exc
 
     def params(self, body: dict[str, Any], *, stream: bool) -> dict[str, Any]:
         # extra_body sends every other field exactly as the client wrote it, known or not.
@@ -144,22 +151,24 @@ class LitellmUpstream:
         return params
 
     async def complete(self, body: dict[str, Any]) -> ChatCompletion:
+        started = time.monotonic()
         try:
             response = await self.litellm.acompletion(**self.params(body, stream=False))
         except Exception as exc:
-            raise as_upstream_error(exc) from exc
+            raise as_upstream_error(exc, time.monotonic() - started, self.cfg.timeout_s) from exc
         return ChatCompletion.model_validate(response.model_dump())
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
+        started = time.monotonic()
         try:
             response = await self.litellm.acompletion(**self.params(body, stream=True))
         except Exception as exc:
-            raise as_upstream_error(exc) from exc
+            raise as_upstream_error(exc, time.monotonic() - started, self.cfg.timeout_s) from exc
         try:
             async for chunk in response:
                 yield ChatCompletionChunk.model_validate(chunk.model_dump())
         except Exception as exc:
-            raise as_upstream_error(exc) from exc
+            raise as_upstream_error(exc, time.monotonic() - started, self.cfg.timeout_s) from exc
         finally:
             await response.aclose()
 
