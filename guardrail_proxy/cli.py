@@ -20,6 +20,7 @@ from .settings import Settings
 from .tools_cli import register as register_tools
 
 Command = Callable[[argparse.Namespace, Settings], int]
+HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -27,6 +28,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     server = config.proxy.server
     load_client_keys(server, settings, str(config.path))  # a named but unset key variable stops start-up here
     logging.basicConfig(level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if server.log_level != "debug":
+        # The HTTP clients under the openai SDK (httpx2 in openai 3.x) log every request at INFO: one line
+        # per classifier call, which buries the proxy's own log. Their warnings still show.
+        for name in HTTP_CLIENT_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
     uvicorn.run(create_app(config, settings), host=args.host or server.host, port=args.port or server.port,
                 log_level=server.log_level, access_log=False)
     return 0
