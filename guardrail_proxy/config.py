@@ -162,6 +162,9 @@ class RouteConfig(Frozen):
     reveal_reasoning: bool = Field(False, description="return the classifier's reasoning to the client")
     allow_unchecked_media: bool = Field(
         False, description="forward image/audio parts the classifier cannot read (they stay unchecked)")
+    allow_prompt_template: bool = Field(
+        False, description="forward chat_template / chat_template_kwargs, which let a client replace the prompt "
+                           "template a vLLM upstream builds (refused with a 400 otherwise)")
     input: InputCheck = InputCheck()
     output: OutputCheck = OutputCheck()
     policies: tuple[PolicyRule, ...] = Field(min_length=1)

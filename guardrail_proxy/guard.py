@@ -18,6 +18,7 @@ from .audit import AuditRecord
 from .config import RouteConfig, UpstreamConfig
 from .decisions import Decision, Outcome
 from .errors import GuardrailUnavailable, UnsupportedContent
+from .extract import text_of
 from .pipeline import Checker
 from .protocol import ChatRequest, Message
 from .responses import (
@@ -31,7 +32,15 @@ from .responses import (
 )
 from .rewriting import rewrite_input
 from .streaming import ChunkFeed, StreamRelay, refusal_stream
-from .subjects import Subject, extra_strings, input_subjects, message_text, output_subject, unreadable_parts
+from .subjects import (
+    REQUEST_FIELDS,
+    Subject,
+    input_subjects,
+    message_text,
+    output_subject,
+    request_fields_subject,
+    unreadable_parts,
+)
 from .upstream import Upstream
 
 
@@ -55,14 +64,32 @@ def unavailable(decision: Decision) -> GuardrailUnavailable:
         "the route fails closed, so the request was not served. Retry later.")
 
 
+# A completion choice's structural fields; its message is read by message_text. logprobs are not read yet.
+CHOICE_STRUCTURE = frozenset({"index", "message", "finish_reason", "logprobs"})
+
+
 def completion_subjects(completion: ChatCompletion, chat: ChatRequest, route: RouteConfig) -> list[Subject]:
     subjects = []
     for choice in completion.choices:
-        text = message_text(Message.model_validate(choice.message.model_dump(exclude_none=True)))
-        text = "\n".join([text, *extra_strings(choice.model_extra)])  # e.g. a provider's choices[].text
+        text = message_text(Message.model_validate(choice.message.model_dump(exclude_none=True, warnings=False)))
+        # Every other string of the choice too (e.g. a provider's choices[].text), read from its JSON.
+        text = "\n".join(t for t in (text, text_of(choice.model_dump(mode="json", exclude_none=True, warnings=False),
+                                                    skip=CHOICE_STRUCTURE)) if t)
         if text.strip():
             subjects.append(output_subject(text, chat.messages, route.output, choice.index))
     return subjects
+
+
+PROMPT_TEMPLATE_FIELDS = ("chat_template", "chat_template_kwargs")
+
+
+def check_template(body: dict[str, Any], route: RouteConfig) -> None:
+    """A client-supplied chat template can rewrite the whole prompt the model sees, past every check."""
+    sent = [f for f in PROMPT_TEMPLATE_FIELDS if f in body]
+    if sent and not route.allow_prompt_template:
+        raise UnsupportedContent(
+            f"route '{route.name}' does not accept {sent[0]}: it would replace the prompt template the model "
+            "reads; set allow_prompt_template on the route to forward it", param=sent[0])
 
 
 def check_media(chat: ChatRequest, route: RouteConfig) -> None:
@@ -93,6 +120,7 @@ class Exchange:
 
     async def run(self, chat: ChatRequest) -> Reply | StreamReply:
         check_media(chat, self.route)
+        check_template(chat.forwarded(self.upstream_model), self.route)
         # Speculative mode: the model starts now, but nothing it says is relayed before the input verdict.
         started = self.start(chat) if self.route.input.enabled and self.route.input.speculative else None
         try:
@@ -130,11 +158,15 @@ class Exchange:
     async def check_input(self, chat: ChatRequest) -> tuple[ChatRequest, Reply | StreamReply | None]:
         if not self.route.input.enabled:
             return chat, None
-        decision = await self.checker.check("input", input_subjects(chat.messages, self.route.input), self.route)
+        subjects = input_subjects(chat.messages, self.route.input)
+        fields = request_fields_subject(chat.forwarded(self.upstream_model))
+        decision = await self.checker.check("input", [*subjects, *([fields] if fields else [])], self.route)
         self.decisions.append(decision)
         if decision.outcome is Outcome.UNAVAILABLE:
             raise unavailable(decision)
-        if decision.outcome is Outcome.BLOCK:
+        # A tool definition or a schema cannot be rewritten like a message: a violation there blocks.
+        in_fields = any(t.verdict.subject == REQUEST_FIELDS for t in decision.triggered)
+        if decision.outcome is Outcome.BLOCK or (decision.outcome is Outcome.REWRITE and in_fields):
             return chat, self.blocked(decision, chat)
         if decision.outcome is Outcome.REWRITE:
             return rewrite_input(chat, decision, self.route.rewrite_input), None

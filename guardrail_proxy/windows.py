@@ -11,10 +11,11 @@ the finish chunk, the usage chunk) travel with the window they arrive in, so the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from openai.types.chat import ChatCompletionChunk
 
-from .subjects import extra_strings
+from .extract import text_of
 
 
 def call_parts(name: str | None, arguments: str | None) -> list[str]:
@@ -22,24 +23,40 @@ def call_parts(name: str | None, arguments: str | None) -> list[str]:
     return [f"\n[tool call {name}] " if name else "", arguments or ""]
 
 
+DELTA_STRUCTURE = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
+CHOICE_STRUCTURE = frozenset({"index", "delta", "finish_reason", "logprobs"})
+CALL_STRUCTURE = frozenset({"index", "id", "type", "function", "custom"})
+
+
+def streamed_call_parts(call: dict[str, Any]) -> list[str]:
+    parts: list[str] = []
+    for kind, payload_key in (("function", "arguments"), ("custom", "input")):
+        body = call.get(kind)
+        if isinstance(body, dict):
+            parts += call_parts(body.get("name"), body.get(payload_key))
+            parts.append(text_of(body, skip={"name", payload_key}))
+    parts.append(text_of(call, skip=CALL_STRUCTURE))
+    return parts
+
+
 def chunk_texts(chunk: ChatCompletionChunk) -> dict[int, str]:
-    """Per choice index: the checkable text this chunk adds: content, refusal, tool and function calls, and
-    the strings of any field the proxy does not model (checked rather than passed unread)."""
+    """Per choice index: the checkable text this chunk adds, read from the chunk's JSON: content, refusal,
+    tool and function calls, and every other string of the delta and the choice (a provider's reasoning,
+    an audio transcript, fields no SDK declares), so text is checked rather than passed unread."""
     texts: dict[int, str] = {}
     for choice in chunk.choices:
-        delta = choice.delta
-        parts = [delta.content or "", delta.refusal or ""]
-        for call in delta.tool_calls or ():
-            if call.function:
-                parts += call_parts(call.function.name, call.function.arguments)
-            custom = (call.model_extra or {}).get("custom")
-            if isinstance(custom, dict):
-                parts += call_parts(custom.get("name"), custom.get("input"))
-            parts += extra_strings({k: v for k, v in (call.model_extra or {}).items() if k != "custom"})
-        if delta.function_call:
-            parts += call_parts(delta.function_call.name, delta.function_call.arguments)
-        parts += extra_strings(delta.model_extra) + extra_strings(choice.model_extra)
-        text = "".join(parts)
+        data = choice.model_dump(mode="json", exclude_none=True, warnings=False)
+        delta = data.get("delta") or {}
+        parts = [delta.get("content") or "", delta.get("refusal") or ""]
+        for call in delta.get("tool_calls") or ():
+            parts += streamed_call_parts(call)
+        function_call = delta.get("function_call")
+        if isinstance(function_call, dict):
+            parts += call_parts(function_call.get("name"), function_call.get("arguments"))
+        # Separated from the streamed content so a word cannot be glued across two fields.
+        extra = [text_of(delta, skip=DELTA_STRUCTURE), text_of(data, skip=CHOICE_STRUCTURE)]
+        parts += [f"\n{e}" for e in extra if e]
+        text = "".join(p for p in parts if isinstance(p, str))
         if text:
             texts[choice.index] = texts.get(choice.index, "") + text
     return texts

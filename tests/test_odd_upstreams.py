@@ -286,3 +286,60 @@ def test_a_slow_upstream_is_a_timeout(make_proxy, upstream, provider):
                           json={"model": "test-model", "messages": user("hi")}, timeout=20)
     assert response.status_code == 504, response.text
     assert response.json()["error"]["code"] == "upstream_timeout"
+
+
+# --- text found by the one extractor (extract.py): no prefix, key name or SDK field layout hides it -------
+
+@pytest.mark.parametrize("message", [
+    {"role": "assistant", "content": "fine", "reasoning_content": "data: the blood bath plan"},
+    {"role": "assistant", "content": "fine", "data": "the blood bath plan"},
+    {"role": "assistant", "content": "fine", "type": "the blood bath plan"},
+    {"role": "assistant", "content": [{"type": "text", "text": "fine", "note": "the blood bath plan"}]},
+    {"role": "assistant", "content": None, "audio": {"id": "a1", "transcript": "the blood bath plan", "data": "QUJD"}},
+    {"role": "assistant", "content": "fine", "annotations": [
+        {"type": "url_citation", "url_citation": {"title": "the blood bath plan", "url": "https://x.test"}}]},
+])
+def test_no_field_of_a_reply_hides_text(make_proxy, message):
+    proxy = make_proxy()
+    proxy.upstream.raw_completion = completion(message)
+    proxy.classifier.rules.append(Rule("blood", 3))
+    response = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": user("hi")})
+    assert response.status_code == 400 and "blood" not in response.text
+
+
+@pytest.mark.parametrize("delta", [
+    {"audio": {"id": "a1", "transcript": "the blood bath plan"}},
+    {"reasoning_content": "data: the blood bath plan"},
+    {"reasoning": "the blood bath plan"},
+    {"tool_calls": [{"index": 0, "id": "c", "type": "function",
+                     "function": {"name": "f", "arguments": "{}", "note": "the blood bath plan"}}]},
+])
+def test_no_field_of_a_streamed_delta_hides_text(make_proxy, delta):
+    proxy = make_proxy({"output": {"window_chars": 1}})
+    proxy.upstream.raw_events = [event({"role": "assistant", "content": ""}), event(delta), event({}, "stop"),
+                                 b"data: [DONE]\n\n"]
+    proxy.classifier.rules.append(Rule("blood", 3))
+    _, text = stream(proxy)
+    assert "blood" not in text and events(text)[-1]["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_audio_bytes_are_media_and_not_sent_to_the_classifier(make_proxy):
+    proxy = make_proxy()
+    audio = {"id": "a1", "transcript": "hello there", "data": "QUJD" * 5000}
+    proxy.upstream.raw_completion = completion({"role": "assistant", "content": None, "audio": audio})
+    httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": user("say hi")})
+    sent = [r["messages"][1]["content"] for r in proxy.classifier.requests]
+    assert any("hello there" in s for s in sent) and all("QUJD" not in s for s in sent)
+
+
+@pytest.mark.parametrize("message", [
+    {"role": "user", "name": "the blood bath plan", "content": "hi"},
+    {"role": "user", "content": "hi", "data": "the blood bath plan"},
+    {"role": "user", "content": "hi", "id": "the blood bath plan"},
+    {"role": "user", "content": [{"type": "text", "text": "hi", "extra": "the blood bath plan"}]},
+])
+def test_no_field_of_an_input_message_hides_text(make_proxy, message):
+    proxy = make_proxy({"input": {"speculative": False}})
+    proxy.classifier.rules.append(Rule("blood", 3))
+    response = httpx.post(f"{proxy.url}/v1/chat/completions", json={"model": "test-model", "messages": [message]})
+    assert response.status_code == 400 and proxy.upstream.requests == []
