@@ -174,7 +174,8 @@ class Exchange:
 
     async def complete(self, task: asyncio.Task[ChatCompletion], chat: ChatRequest) -> Reply:
         completion = await task
-        body = completion.model_dump(mode="json", exclude_unset=True)
+        # An upstream's off-spec value (say, content as a list of parts) is relayed as sent, without a warning.
+        body = completion.model_dump(mode="json", exclude_unset=True, warnings=False)
         if self.route.output.enabled:
             decision = await self.checker.check("output", completion_subjects(completion, chat, self.route),
                                                 self.route)

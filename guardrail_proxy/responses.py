@@ -125,7 +125,7 @@ def strongest(decision: Decision) -> Triggered:
 
 def rewrite_choices(completion: ChatCompletion, decision: Decision) -> dict[str, Any]:
     """Replace each violating choice with the safe text of the strongest rule that fired on it."""
-    body = completion.model_dump(mode="json", exclude_unset=True)
+    body = completion.model_dump(mode="json", exclude_unset=True, warnings=False)
     by_choice: dict[int, Triggered] = {}
     for trig in decision.triggered:
         current = by_choice.get(trig.verdict.subject)

@@ -40,7 +40,7 @@ def sse(data: dict[str, Any]) -> bytes:
 
 
 def chunk_json(chunk: ChatCompletionChunk) -> dict[str, Any]:
-    return chunk.model_dump(mode="json", exclude_unset=True)
+    return chunk.model_dump(mode="json", exclude_unset=True, warnings=False)
 
 
 def final_chunk(text: str, *, chunk_id: str, model: str, created: int, with_role: bool,
