@@ -49,24 +49,33 @@ async def chat_completions(request: Request) -> Response:
     runtime = runtime_of(request)
     request_id = secrets.token_hex(8)
     request.state.request_id = request_id
-    check_client(request.headers.get("authorization"), runtime.client_keys)
-    raw = await read_body(request, runtime.config.proxy.server.max_body_bytes)
-    chat = parse_chat_request(parse_json_body(raw))
-    route = match_route(runtime.config.routes, chat.model, request.headers.get(ROUTE_HEADER))
-    record = AuditRecord(request_id, route.name, chat.model, stream=bool(chat.stream))
+    # The record exists from the first line, so a request refused before routing (401, 413, 400, 404) is
+    # audited and counted like any other; route and model are filled in as they become known.
+    record = AuditRecord(request_id, route="", model="")
+    closed = False
 
     def close_record() -> None:
+        nonlocal closed
+        if closed:
+            return
+        closed = True
         runtime.audit.write(record)
-        runtime.metrics.inc("guardrail_requests_total", route=route.name, status=str(record.status),
+        runtime.metrics.inc("guardrail_requests_total", route=record.route or "none", status=str(record.status),
                             decision=record.decision)
 
-    upstream_cfg = runtime.config.proxy.upstreams[route.upstream]
-    exchange = Exchange(runtime.checker, runtime.upstreams[route.upstream], upstream_cfg, route, record,
-                        on_stream_end=close_record)
     try:
+        check_client(request.headers.get("authorization"), runtime.client_keys)
+        raw = await read_body(request, runtime.config.proxy.server.max_body_bytes)
+        chat = parse_chat_request(parse_json_body(raw))
+        record.model, record.stream = chat.model, bool(chat.stream)
+        route = match_route(runtime.config.routes, chat.model, request.headers.get(ROUTE_HEADER))
+        record.route = route.name
+        upstream_cfg = runtime.config.proxy.upstreams[route.upstream]
+        exchange = Exchange(runtime.checker, runtime.upstreams[route.upstream], upstream_cfg, route, record,
+                            on_stream_end=close_record)
         reply = await exchange.run(chat)
     except GuardrailProxyError as exc:
-        record.status, record.error = exc.status_code, exc.message
+        record.status, record.error = exc.status_code, exc.logged
         close_record()
         raise
     except Exception as exc:
@@ -117,8 +126,8 @@ def with_request_id(request: Request, headers: dict[str, str] | None = None) -> 
 async def on_proxy_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GuardrailProxyError)
     if exc.status_code >= 500:
-        log.warning("%s %s -> %s: %s", request.method, request.url.path, exc.status_code, exc.message)
-    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=with_request_id(request))
+        log.warning("%s %s -> %s: %s", request.method, request.url.path, exc.status_code, exc.logged)
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=with_request_id(request, exc.headers()))
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:

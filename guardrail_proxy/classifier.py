@@ -46,6 +46,10 @@ class Classifier(Protocol):
 
     async def classify(self, policy: Policy, content: str) -> Classification: ...
 
+    def knows(self, policy: Policy, content: str) -> bool:
+        """True when classify would answer from memory, without a call (verdict_cache.py)."""
+        ...
+
     async def ping(self) -> str | None: ...
 
     async def aclose(self) -> None: ...
@@ -101,6 +105,13 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 PING_TIMEOUT_S = 3.0
+# Statuses by which the classifier refuses this one text (too long for its context, malformed): a fact about
+# the request, not an outage, so it must never turn into a fail-open pass.
+REJECTING_STATUSES = frozenset({400, 413, 422})
+
+
+def http_kind(status: int) -> str:
+    return "rejected" if status in REJECTING_STATUSES else "http"
 
 
 def as_classifier_error(exc: BaseException) -> ClassifierError:
@@ -112,7 +123,8 @@ def as_classifier_error(exc: BaseException) -> ClassifierError:
     if isinstance(exc, openai.APIConnectionError):
         return ClassifierError(f"cannot connect to the classifier: {exc}", kind="transport")
     if isinstance(exc, openai.APIStatusError):
-        return ClassifierError(f"the classifier answered HTTP {exc.status_code}: {exc.message}", kind="http")
+        return ClassifierError(f"the classifier answered HTTP {exc.status_code}: {exc.message}",
+                               kind=http_kind(exc.status_code))
     return ClassifierError(f"classifier call failed: {exc!r}", kind="transport")
 
 
@@ -122,16 +134,36 @@ class RetryingClassifier:
     def __init__(self, cfg: ClassifierConfig) -> None:
         self.cfg = cfg
         self.limit = asyncio.Semaphore(cfg.max_concurrency)
+        self.waiting = 0  # calls queued behind the concurrency limit
+
+    def admit(self) -> None:
+        """Refuse a call at once when the queue behind the concurrency limit is full: overload is answered
+        with a retry-later, never left to become timeouts that a fail-open route would pass unchecked."""
+        if self.limit.locked() and self.waiting >= self.cfg.max_queue:
+            raise ClassifierError(f"the classifier queue is full ({self.cfg.max_queue} calls waiting)",
+                                  kind="overload")
 
     async def send(self, request: dict[str, Any], timeout_s: float) -> Reply:
         raise NotImplementedError
 
+    def knows(self, policy: Policy, content: str) -> bool:
+        return False
+
     async def classify(self, policy: Policy, content: str) -> Classification:
         started = time.perf_counter()
         request = build_request(self.cfg, policy, content)
+        self.admit()
         try:
-            async with asyncio.timeout(self.cfg.timeout_s), self.limit:
-                reply = await self._send_with_retries(request, time.monotonic() + self.cfg.timeout_s)
+            async with asyncio.timeout(self.cfg.timeout_s):
+                self.waiting += 1
+                try:
+                    await self.limit.acquire()
+                finally:
+                    self.waiting -= 1
+                try:
+                    reply = await self._send_with_retries(request, time.monotonic() + self.cfg.timeout_s)
+                finally:
+                    self.limit.release()
         except ClassifierError:
             raise
         except Exception as exc:  # every transport/HTTP fault becomes a classifier error

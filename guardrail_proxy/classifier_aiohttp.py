@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from .classifier import Reply, RetryingClassifier, reply_from_json
+from .classifier import Reply, RetryingClassifier, http_kind, reply_from_json
 from .config import ClassifierConfig
 from .errors import ClassifierError
 
@@ -51,8 +51,8 @@ class AiohttpSafeguardClient(RetryingClassifier):
             raise ClassifierError(f"cannot reach the classifier: {type(exc).__name__}: {exc}", kind="transport",
                                   retryable=True) from None
         if status != 200:
-            raise ClassifierError(f"the classifier answered HTTP {status}: {error_message(body)}", kind="http",
-                                  retryable=status == 429 or status >= 500)
+            raise ClassifierError(f"the classifier answered HTTP {status}: {error_message(body)}",
+                                  kind=http_kind(status), retryable=status == 429 or status >= 500)
         try:
             data = json.loads(body)
         except ValueError:

@@ -48,6 +48,12 @@ class ClassifierConfig(Frozen):
     max_tokens: int | None = Field(
         None, ge=256, description="leave unset: a tight cap cuts the reasoning and empties the verdict")
     max_concurrency: int = Field(64, ge=1, description="classifier calls in flight at once")
+    max_queue: int = Field(
+        512, ge=0, description="calls allowed to wait behind max_concurrency; beyond it requests get a 503 "
+                               "guardrail_overloaded with Retry-After (never a fail-open pass)")
+    max_input_chars: int = Field(
+        24_000, ge=1000, description="longest text sent in one call; longer texts are split into overlapping "
+                                     "segments, each classified, so every character is covered")
     cache_entries: int = Field(10_000, ge=0, description="answers kept in memory per process; 0 turns it off")
 
     @field_validator("base_url")
@@ -148,6 +154,9 @@ class OutputCheck(Frozen):
     window_context_chars: int = Field(
         200, ge=0, description="window mode: characters of the previous window judged again with each window, "
                                "so a phrase split by a window boundary is judged whole")
+    logprobs: Literal["strip", "check"] = Field(
+        "strip", description="strip: replies carry logprobs: null (an alternative token can hold any text); "
+                             "check: the tokens and top_logprobs alternatives are classified like other text")
 
 
 class RouteConfig(Frozen):
@@ -165,6 +174,10 @@ class RouteConfig(Frozen):
     allow_prompt_template: bool = Field(
         False, description="forward chat_template / chat_template_kwargs, which let a client replace the prompt "
                            "template a vLLM upstream builds (refused with a 400 otherwise)")
+    max_checks: int = Field(
+        64, ge=1, le=10_000, description="distinct classifier calls one phase of a request may need (texts x "
+                                         "policies x segments); a request needing more gets a 413, unchecked "
+                                         "parts are never skipped")
     input: InputCheck = InputCheck()
     output: OutputCheck = OutputCheck()
     policies: tuple[PolicyRule, ...] = Field(min_length=1)

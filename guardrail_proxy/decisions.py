@@ -15,6 +15,9 @@ from .policies import Policy
 
 Phase = Literal["input", "output"]
 ACTION_STRENGTH = {Action.LOG: 1, Action.ANNOTATE: 2, Action.REWRITE: 3, Action.BLOCK: 4}
+# Failures that say something about this request or about load, not about the classifier being down: the
+# classifier refused the text, or our queue to it is full. A fail-open route must not pass them unchecked.
+NEVER_FAIL_OPEN = frozenset({"rejected", "overload", "too_many"})
 
 
 class Outcome(StrEnum):
@@ -111,7 +114,8 @@ def combine(phase: Phase, outcomes: list[CheckOutcome], route: RouteConfig,
 
     A block found by any check wins even when other checks failed (the answer is already known).
     Otherwise a failed check means UNAVAILABLE under fail_mode closed, or a pass marked unchecked under
-    fail_mode open. Among violations the strongest action wins: block > rewrite > annotate > log.
+    fail_mode open, except a rejected text or an overload, which are UNAVAILABLE under either mode.
+    Among violations the strongest action wins: block > rewrite > annotate > log.
     """
     rules = {rule.id: rule for rule in route.policies}
     failures = tuple(o for o in outcomes if isinstance(o, CheckFailure))
@@ -120,9 +124,10 @@ def combine(phase: Phase, outcomes: list[CheckOutcome], route: RouteConfig,
         for o in outcomes if isinstance(o, Verdict) and o.violation
     )
     strongest = max((ACTION_STRENGTH[t.action] for t in triggered), default=0)
+    never_open = any(f.kind in NEVER_FAIL_OPEN for f in failures)
     if strongest == ACTION_STRENGTH[Action.BLOCK]:
         outcome = Outcome.BLOCK
-    elif failures and route.fail_mode == "closed":
+    elif failures and (route.fail_mode == "closed" or never_open):
         outcome = Outcome.UNAVAILABLE
     elif triggered:
         outcome = Outcome(next(a for a, s in ACTION_STRENGTH.items() if s == strongest).value)

@@ -7,10 +7,13 @@
     │   ├── UnknownModel            404, code model_not_found
     │   ├── UnknownRoute            404, code route_not_found
     │   ├── Unauthorized            401, code invalid_api_key
-    │   └── UnsupportedContent      400, content the guardrail cannot check
+    │   ├── UnsupportedContent      400, content the guardrail cannot check (media, a prompt template)
+    │   ├── ContentNotCheckable     400, the classifier refused this text (never a fail-open pass)
+    │   └── TooManyChecks           413, more classifier calls than the route allows per request
     ├── ClassifierError             the classifier failed: transport, timeout, HTTP error, unparseable
     │                               answer. A fault, never a verdict; the pipeline applies the fail mode.
     ├── GuardrailUnavailable        fail-closed answer when a check could not run (503)
+    │   └── GuardrailOverloaded     503 with Retry-After: the classifier queue is full
     └── UpstreamError               the chat model failed (status relayed for 4xx, 502/504 otherwise)
 
 A policy violation is *not* an exception: it is a `Decision` value (see decisions.py).
@@ -26,13 +29,23 @@ class GuardrailProxyError(Exception):
     error_type = "server_error"
     code: str | None = "internal_error"
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.detail = detail  # for the log and the audit record only: may hold a peer's raw payload
+
+    @property
+    def logged(self) -> str:
+        """The message with its detail: what the audit record and the log keep."""
+        return f"{self.message}: {self.detail}" if self.detail else self.message
 
     def to_body(self) -> dict[str, Any]:
         return error_body(self.message, self.error_type, self.code, self.param)
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (Retry-After on an overload)."""
+        return {}
 
 
 class ConfigError(GuardrailProxyError):
@@ -74,8 +87,20 @@ class UnsupportedContent(RequestError):
     code = "unsupported_content"
 
 
+class ContentNotCheckable(RequestError):
+    """The classifier refused this request's text (HTTP 400/413/422: too long for its context, say)."""
+
+    code = "content_not_checkable"
+
+
+class TooManyChecks(RequestError):
+    status_code = 413
+    code = "too_many_checks"
+
+
 class ClassifierError(GuardrailProxyError):
-    """The classifier could not give a verdict. `kind` is one of: transport, timeout, http, unparseable."""
+    """The classifier could not give a verdict. `kind` is one of: transport, timeout, http (an outage-like
+    HTTP error), rejected (it refused this text), overload (our queue to it is full), unparseable."""
 
     status_code = 503
     code = "guardrail_unavailable"
@@ -92,13 +117,22 @@ class GuardrailUnavailable(GuardrailProxyError):
     code = "guardrail_unavailable"
 
 
+class GuardrailOverloaded(GuardrailUnavailable):
+    """Too many checks waiting: retry later. Sent with Retry-After; counted apart from outages."""
+
+    code = "guardrail_overloaded"
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "1"}
+
+
 class UpstreamError(GuardrailProxyError):
     error_type = "upstream_error"
     code = "upstream_error"
 
     def __init__(self, message: str, *, status_code: int = 502, error_type: str | None = None,
-                 code: str | None = None) -> None:
-        super().__init__(message)
+                 code: str | None = None, detail: str | None = None) -> None:
+        super().__init__(message, detail=detail)
         self.status_code = status_code
         if error_type:
             self.error_type = error_type

@@ -15,12 +15,12 @@ from typing import Any
 from openai.types.chat import ChatCompletion
 
 from .audit import AuditRecord
+from .completion_text import REPLY_FIELDS, completion_subjects
 from .config import RouteConfig, UpstreamConfig
 from .decisions import Decision, Outcome
-from .errors import GuardrailUnavailable, UnsupportedContent
-from .extract import text_of
+from .errors import UnsupportedContent
 from .pipeline import Checker
-from .protocol import ChatRequest, Message
+from .protocol import ChatRequest
 from .responses import (
     block_error,
     guardrail_headers,
@@ -28,16 +28,15 @@ from .responses import (
     is_visible,
     refusal_completion,
     rewrite_choices,
+    strip_logprobs,
     strongest,
+    unavailable,
 )
 from .rewriting import rewrite_input
 from .streaming import ChunkFeed, StreamRelay, refusal_stream
 from .subjects import (
     REQUEST_FIELDS,
-    Subject,
     input_subjects,
-    message_text,
-    output_subject,
     request_fields_subject,
     unreadable_parts,
 )
@@ -55,29 +54,6 @@ class Reply:
 class StreamReply:
     headers: dict[str, str]
     events: AsyncIterator[bytes]
-
-
-def unavailable(decision: Decision) -> GuardrailUnavailable:
-    failed = ", ".join(sorted({f"{f.policy_id} ({f.kind})" for f in decision.failures}))
-    return GuardrailUnavailable(
-        f"the guardrail could not check this request's {decision.phase} ({failed}); "
-        "the route fails closed, so the request was not served. Retry later.")
-
-
-# A completion choice's structural fields; its message is read by message_text. logprobs are not read yet.
-CHOICE_STRUCTURE = frozenset({"index", "message", "finish_reason", "logprobs"})
-
-
-def completion_subjects(completion: ChatCompletion, chat: ChatRequest, route: RouteConfig) -> list[Subject]:
-    subjects = []
-    for choice in completion.choices:
-        text = message_text(Message.model_validate(choice.message.model_dump(exclude_none=True, warnings=False)))
-        # Every other string of the choice too (e.g. a provider's choices[].text), read from its JSON.
-        text = "\n".join(t for t in (text, text_of(choice.model_dump(mode="json", exclude_none=True, warnings=False),
-                                                    skip=CHOICE_STRUCTURE)) if t)
-        if text.strip():
-            subjects.append(output_subject(text, chat.messages, route.output, choice.index))
-    return subjects
 
 
 PROMPT_TEMPLATE_FIELDS = ("chat_template", "chat_template_kwargs")
@@ -182,10 +158,14 @@ class Exchange:
             self.decisions.append(decision)
             if decision.outcome is Outcome.UNAVAILABLE:
                 raise unavailable(decision)
-            if decision.outcome is Outcome.BLOCK:
+            # Text outside the choices cannot be rewritten choice by choice: a violation there blocks.
+            outside = any(t.verdict.subject == REPLY_FIELDS for t in decision.triggered)
+            if decision.outcome is Outcome.BLOCK or (decision.outcome is Outcome.REWRITE and outside):
                 return self.blocked_reply(decision, chat)
             if decision.outcome is Outcome.REWRITE:
                 body = rewrite_choices(completion, decision)
+        if self.route.output.logprobs == "strip" or not self.route.output.enabled:
+            strip_logprobs(body)
         return self.finish(Reply(200, body))
 
     async def stream(self, feed: ChunkFeed, chat: ChatRequest) -> StreamReply:

@@ -16,10 +16,12 @@ from .config import RouteConfig
 from .decisions import CheckFailure, CheckOutcome, Decision, Outcome, Phase, Verdict, combine
 from .errors import ClassifierError
 from .policies import Policy
+from .segments import split_subject
 from .subjects import Subject, render
 
 log = logging.getLogger("guardrail_proxy.pipeline")
 OnOutcome = Callable[[CheckOutcome], None]
+DEFAULT_MAX_CHARS = 24_000  # ClassifierConfig.max_input_chars's default
 
 
 @dataclass(frozen=True)
@@ -35,27 +37,43 @@ class Check:
 
 
 def plan_checks(phase: Phase, subjects: Sequence[Subject], route: RouteConfig,
-                policies: dict[str, Policy]) -> list[Check]:
-    """Every (policy, rendered text) pair this phase needs, in route order. Pure."""
+                policies: dict[str, Policy], max_chars: int = DEFAULT_MAX_CHARS) -> list[Check]:
+    """Every (policy, rendered text) pair this phase needs, in route order, a text longer than the
+    classifier's budget as overlapping segments (segments.py). Pure."""
+    pieces = [piece for subject in subjects for piece in split_subject(subject, max_chars)]
     return [
-        Check(policies[rule.id], render(subject), subject.index)
+        Check(policies[rule.id], render(piece), piece.index)
         for rule in route.policies if phase in rule.phases
-        for subject in subjects
+        for piece in pieces
     ]
+
+
+def too_many(phase: Phase, needed: int, route: RouteConfig) -> Decision:
+    """More distinct classifier calls than the route allows: refused as a whole, never partly checked."""
+    message = f"{needed} new classifier calls needed, the route allows {route.max_checks}"
+    failure = CheckFailure("*", "", phase, "too_many", message)
+    return Decision(phase, Outcome.UNAVAILABLE, (failure,), (), (failure,))
 
 
 class Checker:
     def __init__(self, classifiers: dict[str, Classifier], policies: dict[str, Policy],
-                 on_outcome: OnOutcome | None = None) -> None:
+                 on_outcome: OnOutcome | None = None, max_chars: dict[str, int] | None = None) -> None:
         self.classifiers = classifiers
         self.policies = policies
         self.on_outcome = on_outcome or (lambda _o: None)
+        self.max_chars = max_chars or {}
 
     async def check(self, phase: Phase, subjects: Sequence[Subject], route: RouteConfig) -> Decision:
-        checks = plan_checks(phase, subjects, route, self.policies)
+        budget = self.max_chars.get(route.classifier, DEFAULT_MAX_CHARS)
+        checks = plan_checks(phase, subjects, route, self.policies, budget)
         if not checks:
             return Decision(phase, Outcome.ALLOW)
         classifier = self.classifiers[route.classifier]
+        # Answers already in the cache cost nothing: a long conversation resent turn after turn is not
+        # refused for its history, only a request with too much new text is.
+        needed = len({c.key for c in checks if not classifier.knows(c.policy, c.content)})
+        if needed > route.max_checks:
+            return too_many(phase, needed, route)
         # Identical (policy, text) pairs in one request share one call.
         calls: dict[tuple[str, str], Awaitable[Classification | ClassifierError]] = {}
         for check in checks:

@@ -17,7 +17,14 @@ from urllib.parse import quote
 from openai.types.chat import ChatCompletion
 
 from .decisions import ACTION_STRENGTH, CheckFailure, Decision, Outcome, Triggered, Verdict
-from .errors import error_body
+from .errors import (
+    ContentNotCheckable,
+    GuardrailOverloaded,
+    GuardrailProxyError,
+    GuardrailUnavailable,
+    TooManyChecks,
+    error_body,
+)
 
 HEADER_SAFE = " !#$&'()*+,-./:;<=>?@[]^_`{|}~\""
 VISIBLE = {Outcome.ANNOTATE, Outcome.REWRITE, Outcome.BLOCK}
@@ -116,6 +123,29 @@ def refusal_completion(text: str, model: str, request_id: str, choices: int = 1)
     }
 
 
+def unavailable(decision: Decision) -> GuardrailProxyError:
+    """The error for a phase whose checks could not all run. The text is fixed: what the classifier said
+    goes to the log and the audit record, never to the client."""
+    kinds = {f.kind for f in decision.failures}
+    policies = ", ".join(sorted({f.policy_id for f in decision.failures}))
+    if "too_many" in kinds:
+        detail = next(f.message for f in decision.failures if f.kind == "too_many")
+        return TooManyChecks(f"this request's {decision.phase} is too large to check ({detail}); send fewer "
+                             "or shorter messages, or raise the route's max_checks")
+    if "rejected" in kinds:
+        return ContentNotCheckable(
+            f"the guardrail's classifier refused this request's {decision.phase} text ({policies}); it may be "
+            "too long for the classifier. The request was not served.")
+    if "overload" in kinds:
+        return GuardrailOverloaded(
+            f"the guardrail is overloaded and could not check this request's {decision.phase} ({policies}); "
+            "retry shortly.")
+    failed = ", ".join(sorted({f"{f.policy_id} ({f.kind})" for f in decision.failures}))
+    return GuardrailUnavailable(
+        f"the guardrail could not check this request's {decision.phase} ({failed}); "
+        "the route fails closed, so the request was not served. Retry later.")
+
+
 def strongest(decision: Decision) -> Triggered:
     found = decision.strongest
     if found is None:
@@ -131,10 +161,21 @@ def rewrite_choices(completion: ChatCompletion, decision: Decision) -> dict[str,
         current = by_choice.get(trig.verdict.subject)
         if current is None or ACTION_STRENGTH[trig.action] > ACTION_STRENGTH[current.action]:
             by_choice[trig.verdict.subject] = trig
-    for choice in body.get("choices", []):
-        chosen = by_choice.get(choice.get("index", 0))
+    choices = body.get("choices", [])
+    for position, choice in enumerate(choices):
+        index = choice.get("index", 0)
+        chosen = by_choice.get(index)
         if chosen is None or chosen.action.value not in ("rewrite", "block"):
             continue
-        choice["message"] = {"role": "assistant", "content": chosen.safe_text}
-        choice["finish_reason"] = "content_filter"
+        # A fresh choice from an allow-list: nothing of the violating one (logprobs, audio, annotations,
+        # a provider's extra fields) rides along with the safe text.
+        choices[position] = {"index": index, "message": {"role": "assistant", "content": chosen.safe_text},
+                             "finish_reason": "content_filter", "logprobs": None}
     return body
+
+
+def strip_logprobs(body: dict[str, Any]) -> None:
+    """Replace each choice's logprobs with null: an alternative token in top_logprobs can carry any text."""
+    for choice in body.get("choices") or ():
+        if isinstance(choice, dict) and choice.get("logprobs") is not None:
+            choice["logprobs"] = None

@@ -12,6 +12,14 @@ from .decisions import Decision
 from .protocol import ChatRequest, Message
 
 
+def replaced(message: Message, text: str) -> Message:
+    """A fresh message with the safe text, keeping only what ties it into the conversation: its role and,
+    for a tool result, the call it answers (the model rejects a tool message without it)."""
+    extra = message.model_extra or {}
+    keep = {"tool_call_id": extra["tool_call_id"]} if "tool_call_id" in extra else {}
+    return Message.model_validate({"role": message.role, "content": text, **keep})
+
+
 def rewrite_input(chat: ChatRequest, decision: Decision, mode: str) -> ChatRequest:
     replacements: dict[int, str] = {}
     for trig in decision.triggered:
@@ -24,7 +32,7 @@ def rewrite_input(chat: ChatRequest, decision: Decision, mode: str) -> ChatReque
         if i not in replacements:
             messages.append(message)
         elif mode == "replace":
-            messages.append(Message(role=message.role, content=replacements[i]))
+            messages.append(replaced(message, replacements[i]))
     if not messages:
-        messages = [Message(role=chat.messages[i].role, content=text) for i, text in replacements.items()]
+        messages = [replaced(chat.messages[i], text) for i, text in replacements.items()]
     return chat.model_copy(update={"messages": messages})

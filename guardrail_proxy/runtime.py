@@ -44,7 +44,8 @@ class Runtime:
             for name, cfg in proxy.upstreams.items() if name in used_upstreams
         }
         metrics = Metrics()
-        checker = Checker(classifiers, config.policies, on_outcome=metrics.record_check)
+        checker = Checker(classifiers, config.policies, on_outcome=metrics.record_check,
+                          max_chars={name: cfg.max_input_chars for name, cfg in proxy.classifiers.items()})
         keys = load_client_keys(proxy.server, settings, str(config.path))
         return cls(config, settings, classifiers, upstreams, checker, metrics, AuditSink(proxy.audit.path), keys)
 

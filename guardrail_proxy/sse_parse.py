@@ -4,7 +4,8 @@ iterating the lines it is given.
 Per the SSE format an event's data may span several `data:` lines (joined with newlines) and ends at a
 blank line; `:` lines are comments. Chunks are validated with pydantic's JSON parser, which costs a few
 microseconds where the SDK's generic constructor cost ~70 here. Error events become UpstreamError,
-whether sent as `event: error`, as `{"error": ...}`, or inside an otherwise chunk-shaped object.
+whether sent as `event: error`, as `{"error": ...}`, or inside an otherwise chunk-shaped object. The client
+gets a fixed text; what the upstream sent (unchecked text) goes to the error's detail: log and audit only.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def error_of(event: Any) -> UpstreamError | None:
     if not error:
         return None
     message = error.get("message") if isinstance(error, dict) else str(error)
-    return UpstreamError(f"the upstream model failed mid-stream: {message}")
+    return UpstreamError("the upstream model failed mid-stream", detail=str(message)[:500])
 
 
 def parse_chunk(event_name: str | None, data: str) -> ChatCompletionChunk:
@@ -59,22 +60,22 @@ def parse_chunk(event_name: str | None, data: str) -> ChatCompletionChunk:
     if chunk is not None:
         failure = error_of(chunk.model_extra)
         if failure or event_name == "error":
-            raise failure or UpstreamError(f"the upstream sent an error event: {data[:200]!r}")
+            raise failure or UpstreamError("the upstream sent an error event", detail=data[:500])
         return chunk
     try:
         event = json.loads(data)
     except ValueError:
-        raise UpstreamError(f"the upstream sent an event that is not JSON: {data[:200]!r}") from None
+        raise UpstreamError("the upstream sent an event that is not JSON", detail=data[:500]) from None
     failure = error_of(event)
     if failure or event_name == "error":
-        raise failure or UpstreamError(f"the upstream sent an error event: {data[:200]!r}")
+        raise failure or UpstreamError("the upstream sent an error event", detail=data[:500])
     if isinstance(event, dict) and isinstance(event.get("choices"), list):
         # Some OpenAI-compatible servers leave out envelope fields; the choices are what matters.
         try:
             return ChatCompletionChunk.model_validate({**ENVELOPE, **{k: v for k, v in event.items() if v is not None}})
         except ValidationError:
             pass
-    raise UpstreamError(f"the upstream sent an event that is not a chat.completion.chunk: {data[:200]!r}")
+    raise UpstreamError("the upstream sent an event that is not a chat.completion.chunk", detail=data[:500])
 
 
 async def chunks_from_lines(lines: AsyncIterator[str]) -> AsyncIterator[ChatCompletionChunk]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -24,13 +25,14 @@ from openai.types.chat import ChatCompletionChunk
 from .audit import AuditRecord
 from .config import RouteConfig
 from .decisions import Decision, Outcome
-from .errors import GuardrailProxyError, UpstreamError, error_body
+from .errors import GuardrailProxyError, UpstreamError
 from .pipeline import Checker
 from .protocol import ChatRequest
-from .responses import guardrail_object, is_visible, strongest
+from .responses import guardrail_object, is_visible, strip_logprobs, strongest, unavailable
 from .subjects import Subject, output_subject
-from .windows import Window, Windower, tail
+from .windows import Dest, Window, Windower, tail
 
+log = logging.getLogger("guardrail_proxy.streaming")
 DONE = b"data: [DONE]\n\n"
 END = object()
 
@@ -77,7 +79,7 @@ class ChunkFeed:
         except GuardrailProxyError as exc:
             self.queue.put_nowait(exc)
         except Exception as exc:  # whatever breaks the stream ends it with an error, never a hang
-            self.queue.put_nowait(UpstreamError(f"the upstream stream failed: {type(exc).__name__}: {exc}"))
+            self.queue.put_nowait(UpstreamError("the upstream stream failed", detail=f"{type(exc).__name__}: {exc}"))
         finally:
             with contextlib.suppress(Exception):
                 await self.source.aclose()  # type: ignore[attr-defined]  # async generators have aclose
@@ -145,8 +147,10 @@ class StreamRelay:
                 yield event
             finished = True
         finally:
-            if not finished and self.record.status == 200:
-                self.record.status, self.record.error = 499, "the client closed the stream"
+            if not finished:
+                if self.record.status == 200:
+                    self.record.status, self.record.error = 499, "the client closed the stream"
+                self.stop_upstream()
             # Synchronous first: when the client hangs up, the server's cancel scope may cancel every
             # await in here again, and the upstream must be closed and the record written regardless.
             reader.cancel()
@@ -157,8 +161,25 @@ class StreamRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(reader, *self.pending, self.feed.task, return_exceptions=True)
 
+    def stop_upstream(self) -> None:
+        """Stop reading the model; the audit says so when its stream was still running."""
+        if not self.feed.task.done():
+            self.record.upstream_cancelled = True
+        self.feed.cancel()
+
     async def _read(self) -> None:
-        windower = Windower(None if self.mode in ("buffer", "post") else self.route.output.window_chars)
+        """Group chunks into windows and start their checks. Whatever goes wrong here ends the stream with
+        an error event: the relay waits on this queue, so a crash must never leave it waiting."""
+        try:
+            await self._read_windows()
+        except Exception as exc:
+            log.exception("the stream reader failed")
+            self.items.put_nowait(GuardrailProxyError("the guardrail proxy failed while checking this stream",
+                                                      detail=f"{type(exc).__name__}: {exc}"))
+
+    async def _read_windows(self) -> None:
+        windower = Windower(None if self.mode in ("buffer", "post") else self.route.output.window_chars,
+                            read_logprobs=self.route.output.logprobs == "check")
         async for item in self.feed.chunks():
             if isinstance(item, GuardrailProxyError):
                 self.items.put_nowait(item)
@@ -179,40 +200,47 @@ class StreamRelay:
         self.items.put_nowait(END)
 
     def _start_check(self, window: Window, *, final: bool = False) -> Checked:
-        subjects = [self._subject(window, index, text) for index, text in sorted(window.texts.items())]
+        subjects = [self._subject(window, dest, text) for dest, text in sorted(window.texts.items())]
         task = asyncio.create_task(self.checker.check("output", subjects, self.route))
         self.pending.append(task)
         return Checked(window, task, final)
 
-    def _subject(self, window: Window, index: int, text: str) -> Subject:
-        # The judged text overlaps the previous window, so a phrase cut in two by a window boundary is
-        # judged whole (its first half was released, but the reply stops before the second half).
-        earlier = tail(window.before.get(index, ""), self.route.output.window_context_chars)
-        return output_subject(earlier + text, self.chat.messages, self.route.output, index)
+    def _subject(self, window: Window, dest: Dest, text: str) -> Subject:
+        # The judged text overlaps the destination's previous text, so a phrase cut in two by a window
+        # boundary is judged whole (its first half was released, but the reply stops before the second half).
+        earlier = tail(window.before.get(dest, ""), self.route.output.window_context_chars)
+        return output_subject(earlier + text, self.chat.messages, self.route.output, dest[0])
 
     async def _relay(self) -> AsyncIterator[bytes]:
         while (item := await self.items.get()) is not END:
             if isinstance(item, GuardrailProxyError):
-                self.record.status, self.record.error = item.status_code, item.message
+                self.record.status, self.record.error = item.status_code, item.logged
                 yield sse(item.to_body())
                 return
             if isinstance(item, Passed):
                 # With no output check the annotation (input verdicts) rides on the first chunk.
                 yield self._emit(item.chunk, annotate=self.mode == "off" and not self.sent_any)
                 continue
-            decision = await item.check
+            try:
+                decision = await item.check
+            except Exception as exc:  # a fault in the check itself, not a verdict: the stream stops here
+                log.exception("an output check failed")
+                error = GuardrailProxyError("the guardrail proxy failed while checking this stream",
+                                            detail=f"{type(exc).__name__}: {exc}")
+                self.record.status, self.record.error = error.status_code, error.logged
+                yield sse(error.to_body())
+                return
             if decision.outcome is Outcome.UNAVAILABLE and self.mode == "post":
                 # The text is already out: nothing to stop, but the client must learn it went unchecked.
                 decision = replace(decision, outcome=Outcome.ALLOW)
             self.record.decisions.append(decision)
             if decision.outcome is Outcome.UNAVAILABLE:
-                self.record.status = 503
-                failed = ", ".join(sorted({f.policy_id for f in decision.failures}))
-                yield sse(error_body(f"the guardrail could not check the rest of this reply ({failed}); the "
-                                     "route fails closed, so the stream stops here", "server_error",
-                                     "guardrail_unavailable"))
+                error = unavailable(decision)
+                self.record.status, self.record.error = error.status_code, error.logged
+                yield sse(error.to_body())
                 return
             if decision.outcome in (Outcome.BLOCK, Outcome.REWRITE):
+                self.stop_upstream()
                 trigger = strongest(decision)
                 text = trigger.refusal if decision.outcome is Outcome.BLOCK else trigger.safe_text
                 chunk = final_chunk(text, chunk_id=self.last["id"], model=self.last["model"],
@@ -232,6 +260,8 @@ class StreamRelay:
 
     def _emit(self, chunk: ChatCompletionChunk, *, annotate: bool) -> bytes:
         data = chunk_json(chunk)
+        if self.route.output.logprobs == "strip" or self.mode == "off":
+            strip_logprobs(data)
         self.last = {"id": chunk.id, "model": chunk.model, "created": chunk.created}
         self.sent_role = self.sent_role or any(c.delta.role for c in chunk.choices)
         self.sent_any = True

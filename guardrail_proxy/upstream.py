@@ -51,7 +51,7 @@ def as_upstream_error(exc: BaseException, elapsed_s: float, budget_s: float) -> 
         return UpstreamError("the upstream model did not answer in time", status_code=504,
                              code="upstream_timeout")
     if isinstance(exc, openai.APIConnectionError):
-        return UpstreamError(f"cannot reach the upstream model: {exc}", code="upstream_unavailable")
+        return UpstreamError("cannot reach the upstream model", code="upstream_unavailable", detail=str(exc))
     status = getattr(exc, "status_code", None)
     message = getattr(exc, "message", None) or str(exc)
     if isinstance(status, int) and 400 <= status < 500:
@@ -62,7 +62,7 @@ def as_upstream_error(exc: BaseException, elapsed_s: float, budget_s: float) -> 
         return UpstreamError(f"upstream model: {message}", status_code=status,
                              error_type=upstream_type or "invalid_request_error",
                              code=upstream_code or "upstream_rejected")
-    return UpstreamError(f"the upstream model failed: {type(exc).__name__}: {message}")
+    return UpstreamError("the upstream model failed", detail=f"{type(exc).__name__}: {message}")
 
 
 async def probe_models(base_url: str, api_key: str | None) -> str | None:

@@ -24,9 +24,16 @@ class CachingClassifier:
         self.hits = 0
         self.misses = 0
 
-    async def classify(self, policy: Policy, content: str) -> Classification:
+    @staticmethod
+    def key(policy: Policy, content: str) -> tuple[str, str]:
         # Bounded memory per entry; surrogates (invalid UTF-8) are hashed as escapes rather than crash.
-        key = (policy.answer_key, hashlib.sha256(content.encode("utf-8", "backslashreplace")).hexdigest())
+        return policy.answer_key, hashlib.sha256(content.encode("utf-8", "backslashreplace")).hexdigest()
+
+    def knows(self, policy: Policy, content: str) -> bool:
+        return self.key(policy, content) in self.entries
+
+    async def classify(self, policy: Policy, content: str) -> Classification:
+        key = self.key(policy, content)
         found = self.entries.get(key)
         if found is not None:
             self.entries.move_to_end(key)

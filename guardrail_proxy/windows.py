@@ -1,6 +1,7 @@
 """Hold-back arithmetic for streamed output. Pure.
 
-Chunks are grouped into windows of whole chunks: a window closes once the text it adds reaches
+Chunks are grouped into windows of whole chunks: a window closes once the text it adds, over all its
+destinations (each choice's content, refusal, reasoning, each tool call's arguments, ...), reaches
 `size` characters (None: one window for the whole stream, i.e. buffer mode). A window's chunks are
 released only after a verdict covered all of their text, so the unreviewed text held back at any moment
 is at most one window plus the chunks read while its check runs. Chunks without text (the role chunk,
@@ -15,7 +16,7 @@ from typing import Any
 
 from openai.types.chat import ChatCompletionChunk
 
-from .extract import text_of
+from .extract import strings, text_of
 
 
 def call_parts(name: str | None, arguments: str | None) -> list[str]:
@@ -26,6 +27,13 @@ def call_parts(name: str | None, arguments: str | None) -> list[str]:
 DELTA_STRUCTURE = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
 CHOICE_STRUCTURE = frozenset({"index", "delta", "finish_reason", "logprobs"})
 CALL_STRUCTURE = frozenset({"index", "id", "type", "function", "custom"})
+CHUNK_STRUCTURE = frozenset({"id", "object", "created", "model", "system_fingerprint", "service_tier"})
+CHUNK_MODELLED = CHUNK_STRUCTURE | {"choices"}  # a chunk with only these fields set has no text outside choices
+
+# Where a piece of streamed text goes: (choice index, destination), e.g. (0, "content"), (0, "tool 1"),
+# (0, "reasoning_content"). A client reassembles each destination separately, so each is judged as its own
+# contiguous text, whatever order the pieces of different destinations arrive in.
+Dest = tuple[int, str]
 
 
 def streamed_call_parts(call: dict[str, Any]) -> list[str]:
@@ -34,39 +42,65 @@ def streamed_call_parts(call: dict[str, Any]) -> list[str]:
         body = call.get(kind)
         if isinstance(body, dict):
             parts += call_parts(body.get("name"), body.get(payload_key))
-            parts.append(text_of(body, skip={"name", payload_key}))
-    parts.append(text_of(call, skip=CALL_STRUCTURE))
+            if other := text_of(body, skip={"name", payload_key}):
+                parts.append(f"\n{other}")
+    if other := text_of(call, skip=CALL_STRUCTURE):
+        parts.append(f"\n{other}")
     return parts
 
 
-def chunk_texts(chunk: ChatCompletionChunk) -> dict[int, str]:
-    """Per choice index: the checkable text this chunk adds, read from the chunk's JSON: content, refusal,
-    tool and function calls, and every other string of the delta and the choice (a provider's reasoning,
-    an audio transcript, fields no SDK declares), so text is checked rather than passed unread."""
-    texts: dict[int, str] = {}
+def add(texts: dict[Dest, str], dest: Dest, parts: list[Any]) -> None:
+    text = "".join(p for p in parts if isinstance(p, str))
+    if text:
+        texts[dest] = texts.get(dest, "") + text
+
+
+def chunk_texts(chunk: ChatCompletionChunk, read_logprobs: bool = False) -> dict[Dest, str]:
+    """Per destination: the checkable text this chunk adds, read from the chunk's JSON: content, refusal,
+    each tool call's arguments, a legacy function call, and every other string of the delta and the choice
+    (a provider's reasoning, an audio transcript, fields no SDK declares), each field its own destination."""
+    texts: dict[Dest, str] = {}
+    # Strings outside the choices (a provider's extras, text riding on a `choices: []` chunk) belong to no
+    # choice: destination index -1, each field on its own.
+    if chunk.model_extra or chunk.model_fields_set - CHUNK_MODELLED:
+        top = chunk.model_dump(mode="json", exclude_none=True, exclude={"choices"}, warnings=False)
+        for key, value in top.items():
+            if key not in CHUNK_STRUCTURE:
+                add(texts, (-1, key), ["\n".join(strings(value, key))])
     for choice in chunk.choices:
+        i = choice.index
         data = choice.model_dump(mode="json", exclude_none=True, warnings=False)
         delta = data.get("delta") or {}
-        parts = [delta.get("content") or "", delta.get("refusal") or ""]
-        for call in delta.get("tool_calls") or ():
-            parts += streamed_call_parts(call)
+        add(texts, (i, "content"), [delta.get("content")])
+        add(texts, (i, "refusal"), [delta.get("refusal")])
+        for position, call in enumerate(delta.get("tool_calls") or ()):
+            slot = call.get("index") if isinstance(call.get("index"), int) else position
+            add(texts, (i, f"tool {slot}"), streamed_call_parts(call))
         function_call = delta.get("function_call")
         if isinstance(function_call, dict):
-            parts += call_parts(function_call.get("name"), function_call.get("arguments"))
-        # Separated from the streamed content so a word cannot be glued across two fields.
-        extra = [text_of(delta, skip=DELTA_STRUCTURE), text_of(data, skip=CHOICE_STRUCTURE)]
-        parts += [f"\n{e}" for e in extra if e]
-        text = "".join(p for p in parts if isinstance(p, str))
-        if text:
-            texts[choice.index] = texts.get(choice.index, "") + text
+            add(texts, (i, "function_call"), call_parts(function_call.get("name"), function_call.get("arguments")))
+        for key, value in delta.items():
+            if key not in DELTA_STRUCTURE:
+                add(texts, (i, key), ["\n".join(strings(value, key))])
+        for key, value in data.items():
+            if key not in CHOICE_STRUCTURE:
+                add(texts, (i, f"choice {key}"), ["\n".join(strings(value, key))])
+        if read_logprobs and data.get("logprobs"):
+            add(texts, (i, "logprobs"), [logprob_text(data["logprobs"])])
     return texts
+
+
+def logprob_text(logprobs: object) -> str:
+    """Every token string of a logprobs object, the alternatives in top_logprobs included, space-separated
+    so that alternatives are not glued into words that were never there."""
+    return " ".join(strings(logprobs)) + " "
 
 
 @dataclass
 class Window:
     chunks: list[ChatCompletionChunk] = field(default_factory=list)
-    texts: dict[int, str] = field(default_factory=dict)
-    before: dict[int, str] = field(default_factory=dict)  # all text of earlier windows, per choice
+    texts: dict[Dest, str] = field(default_factory=dict)
+    before: dict[Dest, str] = field(default_factory=dict)  # all text of earlier windows, per destination
 
     @property
     def size(self) -> int:
@@ -74,15 +108,16 @@ class Window:
 
 
 class Windower:
-    def __init__(self, size: int | None) -> None:
+    def __init__(self, size: int | None, read_logprobs: bool = False) -> None:
         self.limit = size
+        self.read_logprobs = read_logprobs
         self.current = Window()
-        self.seen: dict[int, str] = {}
+        self.seen: dict[Dest, str] = {}
 
     def add(self, chunk: ChatCompletionChunk) -> Window | None:
         """Add a chunk; return the window it closed, if any."""
         self.current.chunks.append(chunk)
-        for index, text in chunk_texts(chunk).items():
+        for index, text in chunk_texts(chunk, self.read_logprobs).items():
             self.current.texts[index] = self.current.texts.get(index, "") + text
         if self.limit is not None and self.current.size >= self.limit:
             return self.close()

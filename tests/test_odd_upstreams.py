@@ -183,7 +183,9 @@ def test_an_error_event_from_the_upstream_is_relayed_as_an_error(make_proxy):
     proxy.upstream.raw_events = [event({"role": "assistant", "content": "Hi"}),
                                  b'data: {"error": {"message": "overloaded"}}\n\n']
     _, text = stream(proxy)
-    assert "overloaded" in events(text)[-1]["error"]["message"]
+    # A fixed text for the client (an upstream's message is unchecked text); the upstream's words in the audit.
+    assert events(text)[-1]["error"]["message"] == "the upstream model failed mid-stream"
+    assert "overloaded" in proxy.wait_audit()[0]["error"]
 
 
 def test_aiohttp_classifier_transport_end_to_end(make_proxy):

@@ -44,6 +44,9 @@ class MarkerClassifier:
         self.allowed.append(target)
         return Classification(Answer(False, 0, "TV0"), None, "TV0", 0.0)
 
+    def knows(self, policy: Policy, content: str) -> bool:
+        return False
+
     async def ping(self) -> str | None:
         return None
 

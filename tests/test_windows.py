@@ -17,12 +17,30 @@ def chunk(content: str | None = None, finish: str | None = None, index: int = 0,
 
 
 def test_chunk_texts_reads_content_refusal_and_tool_calls():
-    assert chunk_texts(chunk("hi")) == {0: "hi"}
-    assert chunk_texts(chunk(refusal="no")) == {0: "no"}
+    assert chunk_texts(chunk("hi")) == {(0, "content"): "hi"}
+    assert chunk_texts(chunk(refusal="no")) == {(0, "refusal"): "no"}
     call = chunk(tool_calls=[{"index": 0, "id": "1", "type": "function", "function": {"name": "f", "arguments": "{"}}])
-    assert chunk_texts(call) == {0: "\n[tool call f] {"}
+    assert chunk_texts(call) == {(0, "tool 0"): "\n[tool call f] {"}
     assert chunk_texts(chunk(finish="stop")) == {}
-    assert chunk_texts(chunk("x", index=2)) == {2: "x"}
+    assert chunk_texts(chunk("x", index=2)) == {(2, "content"): "x"}
+
+
+def test_each_destination_accumulates_on_its_own():
+    """Interleaved pieces of two tool calls, and content interrupted by reasoning, are each read whole."""
+    windower = Windower(None)
+    pieces = [chunk(tool_calls=[{"index": 0, "function": {"name": "a", "arguments": "kill"}}]),
+              chunk(tool_calls=[{"index": 1, "function": {"name": "b", "arguments": "harm"}}]),
+              chunk(tool_calls=[{"index": 0, "function": {"arguments": "ing spree"}}]),
+              chunk("the blo"), chunk(reasoning_content="thinking"), chunk("od bath"),
+              chunk(audio={"transcript": "spo"}), chunk(audio={"transcript": "ken"})]
+    for piece in pieces:
+        windower.add(piece)
+    texts = windower.finish().texts
+    assert texts[(0, "tool 0")] == "\n[tool call a] killing spree"
+    assert texts[(0, "tool 1")] == "\n[tool call b] harm"
+    assert texts[(0, "content")] == "the blood bath"
+    assert texts[(0, "reasoning_content")] == "thinking"
+    assert texts[(0, "audio")] == "spoken"
 
 
 @pytest.mark.parametrize(("size", "pieces", "expected"), [
@@ -46,7 +64,7 @@ def test_window_knows_the_text_before_it():
     first = windower.add(chunk("abc"))
     second = windower.add(chunk("def"))
     assert first is not None and second is not None
-    assert first.before == {} and second.before == {0: "abc"}
+    assert first.before == {} and second.before == {(0, "content"): "abc"}
 
 
 def test_textless_chunks_travel_with_their_window():
@@ -55,7 +73,7 @@ def test_textless_chunks_travel_with_their_window():
     windower.add(chunk("hello"))
     windower.add(chunk(finish="stop"))
     final = windower.finish()
-    assert len(final.chunks) == 3 and final.texts == {0: "hello"}
+    assert len(final.chunks) == 3 and final.texts == {(0, "content"): "hello"}
 
 
 @pytest.mark.parametrize(("text", "chars", "expected"), [

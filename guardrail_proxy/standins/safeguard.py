@@ -49,6 +49,7 @@ class SafeguardBehaviour:
     requests: list[dict[str, Any]] = field(default_factory=list)
     injected: str | None = None  # answer this literal content (tests of the parser through HTTP)
     raw_body: str | None = None  # send this verbatim as the 200 response body (malformed servers)
+    max_content_chars: int | None = None  # longer content gets vLLM's HTTP 400 for an over-long prompt
 
 
 def target_text(content: str) -> str:
@@ -90,6 +91,11 @@ def build_safeguard_app(behaviour: SafeguardBehaviour) -> Starlette:
         if behaviour.mode == "error":
             return JSONResponse({"error": {"message": "stand-in failure", "type": "server_error"}}, 500)
         messages = body.get("messages") or [{}, {}]
+        if behaviour.max_content_chars is not None and len(str(messages[-1].get("content", ""))) > \
+                behaviour.max_content_chars:
+            return JSONResponse({"object": "error", "type": "BadRequestError", "code": 400, "param": None,
+                                 "message": "This model's maximum context length is 8192 tokens. However, you "
+                                            "requested more tokens in the messages."}, 400)
         content, reasoning = answer_for(str(messages[0].get("content", "")),
                                         str(messages[-1].get("content", "")), behaviour.rules)
         if behaviour.mode == "garbage":
