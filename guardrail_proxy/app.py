@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,13 +12,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .audit import AuditRecord
 from .auth import check_client
-from .errors import BodyTooLarge, GuardrailProxyError, error_body
-from .guard import Exchange, StreamReply
+from .errors import GuardrailProxyError, error_body
+from .flow import CHAT_COMPLETIONS, Flow, run
+from .guard import StreamReply
 from .loader import LoadedConfig
-from .protocol import parse_chat_request, parse_json_body
-from .routing import ROUTE_HEADER, exposed_models, match_route
+from .routing import exposed_models
 from .runtime import Runtime
 from .settings import Settings
 from .sse_response import EventStreamResponse
@@ -32,64 +30,12 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def chat_completions(request: Request) -> Response:
-    runtime = runtime_of(request)
-    request_id = secrets.token_hex(8)
-    request.state.request_id = request_id
-    # The record exists from the first line, so a request refused before routing (401, 413, 400, 404) is
-    # audited and counted like any other; route and model are filled in as they become known.
-    record = AuditRecord(request_id, route="", model="")
-    closed = False
-
-    def close_record() -> None:
-        nonlocal closed
-        if closed:
-            return
-        closed = True
-        runtime.audit.write(record)
-        runtime.metrics.inc("guardrail_requests_total", route=record.route or "none", status=str(record.status),
-                            decision=record.decision)
-
-    try:
-        check_client(request.headers.get("authorization"), runtime.client_keys)
-        raw = await read_body(request, runtime.config.proxy.server.max_body_bytes)
-        chat = parse_chat_request(parse_json_body(raw))
-        record.model, record.stream = chat.model, bool(chat.stream)
-        route = match_route(runtime.config.routes, chat.model, request.headers.get(ROUTE_HEADER))
-        record.route = route.name
-        upstream_cfg = runtime.config.proxy.upstreams[route.upstream]
-        exchange = Exchange(runtime.checker, runtime.upstreams[route.upstream], upstream_cfg, route, record,
-                            on_stream_end=close_record)
-        reply = await exchange.run(chat)
-    except GuardrailProxyError as exc:
-        record.status, record.error = exc.status_code, exc.logged
-        close_record()
-        raise
-    except Exception as exc:
-        record.status, record.error = 500, f"internal error: {type(exc).__name__}"
-        close_record()
-        raise
-    except BaseException:
-        record.status, record.error = 499, "cancelled before a reply"
-        close_record()
-        raise
+    flow = Flow.start(request, runtime_of(request))
+    reply = await run(flow, CHAT_COMPLETIONS)
     if isinstance(reply, StreamReply):
-        # The relay closes the record when the stream ends, however it ends.
+        # The relay runs the flow's end hooks when the stream ends, however it ends.
         return EventStreamResponse(reply.events, headers={"cache-control": "no-cache", **reply.headers})
-    close_record()
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 

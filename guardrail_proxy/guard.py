@@ -1,8 +1,8 @@
-"""One guarded exchange: check input (with the model already running in speculative mode), get the
-completion or the stream, check output, apply the decisions.
+"""The `exchange` stage of a flow (flow.py): check input (with the model already running in speculative
+mode), get the completion or the stream, check output, apply each phase's decision.
 
-No HTTP parsing here (app.py does that) and no business rules (decisions.py and responses.py do those):
-this module only sequences the steps and records them in the audit record.
+No HTTP parsing here (flow.py's earlier stages do that) and no business rules (decisions.py and
+responses.py do those): this module only sequences the steps and records them in the audit record.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from .audit import AuditRecord
 from .completion_text import REPLY_FIELDS, completion_subjects
 from .config import RouteConfig, UpstreamConfig
 from .decisions import Decision, Outcome
-from .errors import UnsupportedContent
 from .pipeline import Checker
 from .protocol import ChatRequest
 from .responses import (
@@ -38,7 +37,6 @@ from .subjects import (
     REQUEST_FIELDS,
     input_subjects,
     request_fields_subject,
-    unreadable_parts,
 )
 from .upstream import Upstream
 
@@ -54,26 +52,6 @@ class Reply:
 class StreamReply:
     headers: dict[str, str]
     events: AsyncIterator[bytes]
-
-
-PROMPT_TEMPLATE_FIELDS = ("chat_template", "chat_template_kwargs")
-
-
-def check_template(body: dict[str, Any], route: RouteConfig) -> None:
-    """A client-supplied chat template can rewrite the whole prompt the model sees, past every check."""
-    sent = [f for f in PROMPT_TEMPLATE_FIELDS if f in body]
-    if sent and not route.allow_prompt_template:
-        raise UnsupportedContent(
-            f"route '{route.name}' does not accept {sent[0]}: it would replace the prompt template the model "
-            "reads; set allow_prompt_template on the route to forward it", param=sent[0])
-
-
-def check_media(chat: ChatRequest, route: RouteConfig) -> None:
-    unread = unreadable_parts(chat.messages)
-    if unread and not route.allow_unchecked_media:
-        raise UnsupportedContent(
-            f"route '{route.name}' cannot check content parts of type {', '.join(unread)}; "
-            "send text, or set allow_unchecked_media on the route", param="messages")
 
 
 Started = asyncio.Task[ChatCompletion] | ChunkFeed
@@ -95,8 +73,6 @@ class Exchange:
         return self.record.decisions
 
     async def run(self, chat: ChatRequest) -> Reply | StreamReply:
-        check_media(chat, self.route)
-        check_template(chat.forwarded(self.upstream_model), self.route)
         # Speculative mode: the model starts now, but nothing it says is relayed before the input verdict.
         started = self.start(chat) if self.route.input.enabled and self.route.input.speculative else None
         try:

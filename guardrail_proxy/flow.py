@@ -1,0 +1,157 @@
+"""One request, top to bottom: a `Flow` object and the ordered list of stages that fill it in.
+
+    CHAT_COMPLETIONS = authenticate -> read_body -> parse -> pick_route -> admit -> exchange
+
+Each stage is a small async function of the flow; it either fills in the next part of the flow or raises a
+GuardrailProxyError (a refusal), which app.py turns into OpenAI error JSON. `exchange` (guard.py) runs the
+input checks, the upstream call and the output checks, and applies each phase's decision in one place
+(responses.py). Policy violations are values (decisions.py), never exceptions.
+
+The end hooks (the audit record, the request counter) run exactly once per request, however it ends: a
+refusal before routing, a block, an upstream fault, a finished or abandoned stream. An endpoint is a tuple
+of stages; adding one means composing stages, not copying them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from .audit import AuditRecord
+from .auth import check_client
+from .config import RouteConfig
+from .errors import BodyTooLarge, GuardrailProxyError, UnsupportedContent
+from .guard import Exchange, Reply, StreamReply
+from .protocol import ChatRequest, parse_chat_request, parse_json_body
+from .routing import ROUTE_HEADER, match_route
+from .runtime import Runtime
+from .subjects import unreadable_parts
+
+PROMPT_TEMPLATE_FIELDS = ("chat_template", "chat_template_kwargs")
+
+
+@dataclass
+class Flow:
+    """One request's state. Stages fill it in order; the end hooks read it once it is finished."""
+
+    http: Request
+    runtime: Runtime
+    record: AuditRecord
+    raw: bytes = b""
+    chat: ChatRequest | None = None
+    route: RouteConfig | None = None
+    reply: Reply | StreamReply | None = None
+    hooks_ran: bool = field(default=False, repr=False)
+
+    @classmethod
+    def start(cls, http: Request, runtime: Runtime) -> Flow:
+        # The record exists from the first stage, so a request refused before routing (401, 413, 400, 404)
+        # is audited and counted like any other; route and model are filled in as they become known.
+        flow = cls(http, runtime, AuditRecord(secrets.token_hex(8), route="", model=""))
+        http.state.request_id = flow.request_id  # the error handlers echo it in x-guardrail-request-id
+        return flow
+
+    @property
+    def request_id(self) -> str:
+        return self.record.request_id
+
+    def fail(self, status: int, error: str) -> None:
+        self.record.status, self.record.error = status, error
+
+    def finish(self) -> None:
+        """The end hooks: exactly once, whichever way the request ended."""
+        if self.hooks_ran:
+            return
+        self.hooks_ran = True
+        record = self.record
+        self.runtime.audit.write(record)
+        self.runtime.metrics.inc("guardrail_requests_total", route=record.route or "none", status=str(record.status),
+                                 decision=record.decision)
+
+
+Stage = Callable[[Flow], Awaitable[None]]
+
+
+async def authenticate(flow: Flow) -> None:
+    check_client(flow.http.headers.get("authorization"), flow.runtime.client_keys)
+
+
+async def read_body(flow: Flow) -> None:
+    limit = flow.runtime.config.proxy.server.max_body_bytes
+    declared = flow.http.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in flow.http.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
+        chunks.append(chunk)
+    flow.raw = b"".join(chunks)
+
+
+async def parse(flow: Flow) -> None:
+    flow.chat = parse_chat_request(parse_json_body(flow.raw))
+    flow.record.model, flow.record.stream = flow.chat.model, bool(flow.chat.stream)
+
+
+async def pick_route(flow: Flow) -> None:
+    assert flow.chat is not None
+    flow.route = match_route(flow.runtime.config.routes, flow.chat.model, flow.http.headers.get(ROUTE_HEADER))
+    flow.record.route = flow.route.name
+
+
+async def admit(flow: Flow) -> None:
+    """Refuse what the guardrail cannot check before anything is sent anywhere: media parts the classifier
+    cannot read, and a client-supplied chat template, which would replace the prompt the model reads."""
+    assert flow.chat is not None and flow.route is not None
+    route = flow.route
+    unread = unreadable_parts(flow.chat.messages)
+    if unread and not route.allow_unchecked_media:
+        raise UnsupportedContent(
+            f"route '{route.name}' cannot check content parts of type {', '.join(unread)}; "
+            "send text, or set allow_unchecked_media on the route", param="messages")
+    extra = flow.chat.model_extra or {}
+    sent = [name for name in PROMPT_TEMPLATE_FIELDS if name in extra]
+    if sent and not route.allow_prompt_template:
+        raise UnsupportedContent(
+            f"route '{route.name}' does not accept {sent[0]}: it would replace the prompt template the model "
+            "reads; set allow_prompt_template on the route to forward it", param=sent[0])
+
+
+async def exchange(flow: Flow) -> None:
+    assert flow.chat is not None and flow.route is not None
+    runtime, route = flow.runtime, flow.route
+    guarded = Exchange(runtime.checker, runtime.upstreams[route.upstream], runtime.config.proxy.upstreams[
+        route.upstream], route, flow.record, on_stream_end=flow.finish)
+    flow.reply = await guarded.run(flow.chat)
+
+
+CHAT_COMPLETIONS: tuple[Stage, ...] = (authenticate, read_body, parse, pick_route, admit, exchange)
+
+
+async def run(flow: Flow, stages: Sequence[Stage]) -> Reply | StreamReply:
+    """Run the stages in order. A refusal or a fault is recorded and re-raised for app.py to answer; a
+    stream's end hooks run when the stream ends, everything else's here."""
+    try:
+        for stage in stages:
+            await stage(flow)
+    except GuardrailProxyError as exc:
+        flow.fail(exc.status_code, exc.logged)
+        flow.finish()
+        raise
+    except Exception as exc:
+        flow.fail(500, f"internal error: {type(exc).__name__}")
+        flow.finish()
+        raise
+    except BaseException:
+        flow.fail(499, "cancelled before a reply")
+        flow.finish()
+        raise
+    assert flow.reply is not None, "the last stage leaves a reply"
+    if isinstance(flow.reply, Reply):
+        flow.finish()
+    return flow.reply
