@@ -22,6 +22,7 @@ from .subjects import Subject, render
 log = logging.getLogger("guardrail_proxy.pipeline")
 OnOutcome = Callable[[CheckOutcome], None]
 DEFAULT_MAX_CHARS = 24_000  # ClassifierConfig.max_input_chars's default
+DEFAULT_CAPACITY = 64 + 512  # ClassifierConfig.max_concurrency + max_queue defaults
 
 
 @dataclass(frozen=True)
@@ -48,20 +49,29 @@ def plan_checks(phase: Phase, subjects: Sequence[Subject], route: RouteConfig,
     ]
 
 
-def too_many(phase: Phase, needed: int, route: RouteConfig) -> Decision:
-    """More distinct classifier calls than the route allows: refused as a whole, never partly checked."""
-    message = f"{needed} new classifier calls needed, the route allows {route.max_checks}"
-    failure = CheckFailure("*", "", phase, "too_many", message)
+def over_fair_share(mine: int, others: int, wanted: int, capacity: int) -> bool:
+    """Whether a route may not start `wanted` more classifier calls. While other routes also have calls in
+    flight on the same classifier, one route holds at most half of its capacity (calls in flight plus
+    queued); alone, a route may use all of it. Pure."""
+    return others > 0 and mine + wanted > max(1, capacity // 2)
+
+
+def refused(phase: Phase, kind: str, message: str) -> Decision:
+    """A phase refused as a whole before any call: too many checks, or over the route's fair share."""
+    failure = CheckFailure("*", "", phase, kind, message)
     return Decision(phase, Outcome.UNAVAILABLE, (failure,), (), (failure,))
 
 
 class Checker:
     def __init__(self, classifiers: dict[str, Classifier], policies: dict[str, Policy],
-                 on_outcome: OnOutcome | None = None, max_chars: dict[str, int] | None = None) -> None:
+                 on_outcome: OnOutcome | None = None, max_chars: dict[str, int] | None = None,
+                 capacity: dict[str, int] | None = None) -> None:
         self.classifiers = classifiers
         self.policies = policies
         self.on_outcome = on_outcome or (lambda _o: None)
         self.max_chars = max_chars or {}
+        self.capacity = capacity or {}
+        self.in_flight: dict[tuple[str, str], int] = {}  # (classifier, route) -> calls started, not finished
 
     async def check(self, phase: Phase, subjects: Sequence[Subject], route: RouteConfig) -> Decision:
         budget = self.max_chars.get(route.classifier, DEFAULT_MAX_CHARS)
@@ -72,8 +82,31 @@ class Checker:
         # Answers already in the cache cost nothing: a long conversation resent turn after turn is not
         # refused for its history, only a request with too much new text is.
         needed = len({c.key for c in checks if not classifier.knows(c.policy, c.content)})
+        slot = (route.classifier, route.name)
+        mine = self.in_flight.get(slot, 0)
+        others = sum(n for (name, owner), n in self.in_flight.items()
+                     if name == route.classifier and owner != route.name)
         if needed > route.max_checks:
-            return too_many(phase, needed, route)
+            return self.refuse(refused(phase, "too_many",
+                                       f"{needed} new classifier calls needed, the route allows {route.max_checks}"))
+        if over_fair_share(mine, others, needed, self.capacity.get(route.classifier, DEFAULT_CAPACITY)):
+            return self.refuse(refused(phase, "overload", f"route '{route.name}' is over its fair share of the "
+                                                          f"classifier ({mine} calls in flight, {needed} more needed)"))
+        self.in_flight[slot] = mine + needed
+        try:
+            return await self._run(phase, checks, classifier, route)
+        finally:
+            self.in_flight[slot] -= needed
+            if not self.in_flight[slot]:
+                del self.in_flight[slot]
+
+    def refuse(self, decision: Decision) -> Decision:
+        for failure in decision.failures:
+            self.on_outcome(failure)  # counted, like any check that could not run
+        return decision
+
+    async def _run(self, phase: Phase, checks: list[Check], classifier: Classifier,
+                   route: RouteConfig) -> Decision:
         # Identical (policy, text) pairs in one request share one call.
         calls: dict[tuple[str, str], Awaitable[Classification | ClassifierError]] = {}
         for check in checks:

@@ -127,18 +127,19 @@ def unavailable(decision: Decision) -> GuardrailProxyError:
     """The error for a phase whose checks could not all run. The text is fixed: what the classifier said
     goes to the log and the audit record, never to the client."""
     kinds = {f.kind for f in decision.failures}
-    policies = ", ".join(sorted({f.policy_id for f in decision.failures}))
+    named = sorted({f.policy_id for f in decision.failures if f.policy_id != "*"})
+    policies = f" ({', '.join(named)})" if named else ""
     if "too_many" in kinds:
         detail = next(f.message for f in decision.failures if f.kind == "too_many")
         return TooManyChecks(f"this request's {decision.phase} is too large to check ({detail}); send fewer "
                              "or shorter messages, or raise the route's max_checks")
     if "rejected" in kinds:
         return ContentNotCheckable(
-            f"the guardrail's classifier refused this request's {decision.phase} text ({policies}); it may be "
+            f"the guardrail's classifier refused this request's {decision.phase} text{policies}; it may be "
             "too long for the classifier. The request was not served.")
     if "overload" in kinds:
         return GuardrailOverloaded(
-            f"the guardrail is overloaded and could not check this request's {decision.phase} ({policies}); "
+            f"the guardrail is overloaded and could not check this request's {decision.phase}{policies}; "
             "retry shortly.")
     failed = ", ".join(sorted({f"{f.policy_id} ({f.kind})" for f in decision.failures}))
     return GuardrailUnavailable(

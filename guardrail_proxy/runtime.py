@@ -45,7 +45,9 @@ class Runtime:
         }
         metrics = Metrics()
         checker = Checker(classifiers, config.policies, on_outcome=metrics.record_check,
-                          max_chars={name: cfg.max_input_chars for name, cfg in proxy.classifiers.items()})
+                          max_chars={name: cfg.max_input_chars for name, cfg in proxy.classifiers.items()},
+                          capacity={name: cfg.max_concurrency + cfg.max_queue
+                                    for name, cfg in proxy.classifiers.items()})
         keys = load_client_keys(proxy.server, settings, str(config.path))
         return cls(config, settings, classifiers, upstreams, checker, metrics, AuditSink(proxy.audit.path), keys)
 

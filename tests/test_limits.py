@@ -8,16 +8,18 @@ import concurrent.futures
 import time
 
 import httpx
+import pytest
 from conftest import user
 
+from guardrail_proxy.pipeline import over_fair_share
 from guardrail_proxy.standins.safeguard import Rule
 
 FAIL_OPEN = {"fail_mode": "open", "input": {"speculative": False}}
 
 
-def post(proxy, messages, timeout: float = 30, **extra) -> httpx.Response:
-    return httpx.post(f"{proxy.url}/v1/chat/completions",
-                      json={"model": "test-model", "messages": messages, **extra}, timeout=timeout)
+def post(proxy, messages, timeout: float = 30, model: str = "test-model", **extra) -> httpx.Response:
+    with httpx.Client(timeout=timeout) as client:
+        return client.post(f"{proxy.url}/v1/chat/completions", json={"model": model, "messages": messages, **extra})
 
 
 def test_a_huge_request_is_refused_whole_and_does_not_starve_another_client(make_proxy):
@@ -39,6 +41,7 @@ def test_a_huge_request_is_refused_whole_and_does_not_starve_another_client(make
     assert not any("message number" in s for s in sent)
     assert all("message number" not in str(r) for r in proxy.upstream.requests)
     assert any(r["status"] == 413 for r in proxy.wait_audit(2))
+    assert 'error="too_many"' in httpx.get(f"{proxy.url}/metrics").text
 
 
 def test_history_already_judged_does_not_count_against_the_cap(make_proxy):
@@ -84,3 +87,34 @@ def test_overload_is_a_503_with_retry_after_even_when_failing_open(make_proxy):
     overloaded = next(a for a in answers if a.status_code == 503)
     assert overloaded.json()["error"]["code"] == "guardrail_overloaded"
     assert overloaded.headers["retry-after"] == "1"
+    metrics = httpx.get(f"{proxy.url}/metrics").text
+    assert 'error="overload"' in metrics and 'status="503"' in metrics
+
+
+@pytest.mark.parametrize(("mine", "others", "wanted", "capacity", "over"), [
+    (0, 0, 500, 100, False),   # alone, a route may use the whole classifier
+    (0, 1, 50, 100, False),
+    (0, 1, 51, 100, True),     # with company, at most half
+    (40, 5, 10, 100, False),
+    (45, 5, 10, 100, True),
+    (0, 3, 1, 1, False),       # the smallest share is one call
+])
+def test_over_fair_share(mine, others, wanted, capacity, over):
+    assert over_fair_share(mine, others, wanted, capacity) is over
+
+
+def test_a_busy_route_cannot_take_the_whole_classifier_from_another(make_proxy):
+    other = {"models": ["other-model"], "upstream": "standin", "policies": [{"id": "violence"}],
+             "input": {"speculative": False}}
+    proxy = make_proxy({"input": {"scope": "all", "speculative": False}},
+                       classifier={"max_concurrency": 2, "max_queue": 2, "cache_entries": 0},
+                       extra_routes={"other": other})
+    proxy.classifier.delay_s = 0.6
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(post, proxy, user("a question on the other route"), model="other-model")
+        time.sleep(0.2)  # the other route now has a call in flight
+        busy = post(proxy, [{"role": "user", "content": f"part {i}"} for i in range(3)])
+        assert slow.result().status_code == 200
+    assert busy.status_code == 503 and busy.json()["error"]["code"] == "guardrail_overloaded"
+    errors = [c.get("error", "") for r in proxy.wait_audit(2) for p in r["phases"] for c in p["checks"]]
+    assert any("fair share" in e for e in errors)
