@@ -35,7 +35,8 @@ async def chat_completions(request: Request) -> Response:
     reply = await run(flow, CHAT_COMPLETIONS)
     if isinstance(reply, StreamReply):
         # The relay runs the flow's end hooks when the stream ends, however it ends.
-        return EventStreamResponse(reply.events, headers={"cache-control": "no-cache", **reply.headers})
+        return EventStreamResponse(reply.events, headers={"cache-control": "no-cache", **reply.headers},
+                                   on_close=reply.close)
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 

@@ -88,9 +88,9 @@ def reply_from_json(data: object) -> Reply:
         reasoning = next((v for k in ("reasoning", "reasoning_content")
                           if isinstance(v := message.get(k), str) and v), None)
     except (AttributeError, IndexError, KeyError, TypeError):
-        raise ClassifierError("the classifier's response has no choices[0].message", kind="unparseable") from None
+        raise ClassifierError("the classifier's response has no choices[0].message", kind="malformed") from None
     if content is not None and not isinstance(content, str):
-        raise ClassifierError("the classifier's message content is not text", kind="unparseable")
+        raise ClassifierError("the classifier's message content is not text", kind="malformed")
     usage = data.get("usage") if isinstance(data, dict) else None
     usage = usage if isinstance(usage, dict) else {}
     return Reply(content, reasoning, usage.get("prompt_tokens"), usage.get("completion_tokens"))
@@ -111,6 +111,9 @@ REJECTING_STATUSES = frozenset({400, 413, 422})
 
 
 def http_kind(status: int) -> str:
+    """rejected: it refused this text; overload: it is too busy (429); http: anything else, an outage."""
+    if status == 429:
+        return "overload"
     return "rejected" if status in REJECTING_STATUSES else "http"
 
 
@@ -153,21 +156,26 @@ class RetryingClassifier:
         started = time.perf_counter()
         request = build_request(self.cfg, policy, content)
         self.admit()
+        # Waiting for a slot and the call itself have a budget of timeout_s each: a slot that does not free up
+        # in time is load (overload), a call that does not answer in time is the classifier (timeout), and
+        # time spent in our own queue never eats into the call's budget.
+        self.waiting += 1
         try:
             async with asyncio.timeout(self.cfg.timeout_s):
-                self.waiting += 1
-                try:
-                    await self.limit.acquire()
-                finally:
-                    self.waiting -= 1
-                try:
-                    reply = await self._send_with_retries(request, time.monotonic() + self.cfg.timeout_s)
-                finally:
-                    self.limit.release()
+                await self.limit.acquire()
+        except TimeoutError:
+            raise ClassifierError("no classifier slot freed up in time", kind="overload") from None
+        finally:
+            self.waiting -= 1
+        try:
+            async with asyncio.timeout(self.cfg.timeout_s):
+                reply = await self._send_with_retries(request, time.monotonic() + self.cfg.timeout_s)
         except ClassifierError:
             raise
         except Exception as exc:  # every transport/HTTP fault becomes a classifier error
             raise as_classifier_error(exc) from exc
+        finally:
+            self.limit.release()
         answer = parse_answer(reply.content, policy)
         return Classification(
             answer=answer,
@@ -227,7 +235,7 @@ class SafeguardClient(RetryingClassifier):
         try:
             data = json.loads(response.http_response.content)
         except ValueError:
-            raise ClassifierError("the classifier's response is not JSON", kind="unparseable") from None
+            raise ClassifierError("the classifier's response is not JSON", kind="malformed") from None
         return reply_from_json(data)
 
     async def ping(self) -> str | None:

@@ -56,7 +56,7 @@ class AiohttpSafeguardClient(RetryingClassifier):
         try:
             data = json.loads(body)
         except ValueError:
-            raise ClassifierError("the classifier's response is not JSON", kind="unparseable") from None
+            raise ClassifierError("the classifier's response is not JSON", kind="malformed") from None
         return reply_from_json(data)
 
     async def ping(self) -> str | None:

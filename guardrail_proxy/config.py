@@ -42,7 +42,8 @@ class ClassifierConfig(Frozen):
     transport: Literal["openai", "aiohttp"] = Field(
         "openai", description="openai: the official SDK; aiohttp: a raw pooled client, several times cheaper")
     reasoning_effort: Literal["low", "medium", "high"] = "low"
-    timeout_s: float = Field(20.0, gt=0, description="total deadline for one check, retries included")
+    timeout_s: float = Field(20.0, gt=0, description="deadline for one check's calls, retries included; waiting for "
+                                                     "a free slot (max_concurrency) has a budget of its own")
     attempt_timeout_s: float | None = Field(None, gt=0, description="deadline for one HTTP attempt")
     retries: int = Field(2, ge=0, le=10)
     max_tokens: int | None = Field(

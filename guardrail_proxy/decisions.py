@@ -16,8 +16,9 @@ from .policies import Policy
 Phase = Literal["input", "output"]
 ACTION_STRENGTH = {Action.LOG: 1, Action.ANNOTATE: 2, Action.REWRITE: 3, Action.BLOCK: 4}
 # Failures that say something about this request or about load, not about the classifier being down: the
-# classifier refused the text, or our queue to it is full. A fail-open route must not pass them unchecked.
-NEVER_FAIL_OPEN = frozenset({"rejected", "overload", "too_many"})
+# classifier refused the text, its answer was off-format (a text can provoke that), our queue to it is full,
+# or the request needs too many checks. A fail-open route must not pass them unchecked.
+NEVER_FAIL_OPEN = frozenset({"rejected", "unparseable", "overload", "too_many"})
 
 
 class Outcome(StrEnum):
@@ -114,7 +115,7 @@ def combine(phase: Phase, outcomes: list[CheckOutcome], route: RouteConfig,
 
     A block found by any check wins even when other checks failed (the answer is already known).
     Otherwise a failed check means UNAVAILABLE under fail_mode closed, or a pass marked unchecked under
-    fail_mode open, except a rejected text or an overload, which are UNAVAILABLE under either mode.
+    fail_mode open, except the NEVER_FAIL_OPEN kinds, which are UNAVAILABLE under either mode.
     Among violations the strongest action wins: block > rewrite > annotate > log.
     """
     rules = {rule.id: rule for rule in route.policies}

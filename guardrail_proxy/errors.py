@@ -100,7 +100,8 @@ class TooManyChecks(RequestError):
 
 class ClassifierError(GuardrailProxyError):
     """The classifier could not give a verdict. `kind` is one of: transport, timeout, http (an outage-like
-    HTTP error), rejected (it refused this text), overload (our queue to it is full), unparseable."""
+    HTTP error), malformed (a response body of the wrong shape), rejected (it refused this text), overload
+    (it or our queue to it is full), unparseable (its answer is off-format, which a text can provoke)."""
 
     status_code = 503
     code = "guardrail_unavailable"

@@ -5,8 +5,11 @@ what it starts with:
 - structural fields (`STRUCTURAL`): ids, enums and names the callers list for the position they read
   (a message's `role`, a chunk's `finish_reason`); callers pass them, nothing here skips a key by name alone;
 - inline media (`MEDIA_PATHS`): base64 audio, images and files at the places the OpenAI wire format puts
-  them, and only when the value has the shape of a payload (`MEDIA_VALUE`). Those bytes are not text; the
-  README's security model says they are not judged.
+  them, and only when the value has the shape of a payload (base64, a base64 data: URL, an image link).
+  Those bytes are not text; the README's security model says they are not judged.
+
+Keys are text too (a tool parameter's name reaches the model's prompt), except the wire format's and JSON
+Schema's own vocabulary (`VOCABULARY`).
 
 The readers work on plain JSON values (what `model_dump(mode="json")` gives), not on an SDK's typed objects,
 so a field an SDK release starts to declare (as openai did with `delta.audio`) is still read.
@@ -17,41 +20,91 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterator
 
-# (parent key, key) pairs whose string value is media, wherever they appear.
+# (parent key, key) pairs whose string value can be media: the payload fields of the wire format's media.
 MEDIA_PATHS = frozenset({
     ("audio", "data"),          # assistant audio output
     ("input_audio", "data"),    # an input audio part
     ("image_url", "url"),       # an image part (an https or data: URL)
     ("file", "file_data"),      # an input file part
 })
-# Keys whose string value is media under any parent.
-MEDIA_KEYS = frozenset({"b64_json", "file_data"})
+# A payload: standard base64 (at least 16 characters, a multiple of 4), a base64 data: URL, or, for an
+# image, a link. Prose in a media field does not have that shape and is read as text.
+B64_BODY = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+BASE64 = re.compile(r"(?=.{16})" + B64_BODY)
+DATA_URL = re.compile(r"data:[\w.+-]+/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64," + B64_BODY)
+LINK = re.compile(r"https?://[^\s]+")
+
+# Key names that are the wire format's or JSON Schema's own vocabulary, not text: every other key of an
+# object is read along with its value (a tool parameter's name is prompt text too).
+VOCABULARY = frozenset({
+    "type", "text", "content", "role", "name", "id", "index", "refusal", "function", "arguments", "custom",
+    "input", "tool_calls", "function_call", "description", "parameters", "properties", "items", "required",
+    "enum", "title", "default", "format", "schema", "json_schema", "strict", "additionalProperties", "anyOf",
+    "oneOf", "allOf", "$ref", "$defs", "definitions", "const", "examples", "pattern", "minimum", "maximum",
+    "minLength", "maxLength", "minItems", "maxItems", "nullable", "audio", "transcript", "data", "url",
+    "detail", "image_url", "input_audio", "file", "file_data", "filename", "file_id", "reasoning",
+    "reasoning_content", "annotations", "url_citation", "logprobs", "token", "top_logprobs", "bytes", "logprob",
+    "expires_at", "prediction", "documents", "metadata", "tools", "functions", "response_format",
+})
 
 
-# What a media payload looks like: base64 (either alphabet), a data: URL, or a link. Prose in a media field
-# does not match (it has spaces) and is read as text.
-MEDIA_VALUE = re.compile(r"[A-Za-z0-9+/=_-]+|data:[^,\s]*,[A-Za-z0-9+/=_%-]*|https?://\S+")
+IDENTIFIER = re.compile(r"[A-Za-z_$][\w.$-]{0,63}")
+
+
+def key_is_text(key: object, value: object) -> bool:
+    """A key is read unless it is an identifier that is vocabulary, or an identifier naming a value with no
+    text in it (a counter such as usage.prompt_tokens). A key with spaces or punctuation is always read."""
+    if not isinstance(key, str) or not key.strip():
+        return False
+    if not IDENTIFIER.fullmatch(key):
+        return True
+    return key not in VOCABULARY and holds_text(value)
+
+
+def holds_text(value: object) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, dict):
+        return any((isinstance(k, str) and not IDENTIFIER.fullmatch(k)) or holds_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(holds_text(item) for item in value)
+    return False
 
 
 def is_media(parent: str | None, key: str, value: object) -> bool:
-    at_media_place = key in MEDIA_KEYS or (parent, key) in MEDIA_PATHS
-    return at_media_place and isinstance(value, str) and MEDIA_VALUE.fullmatch(value) is not None
+    if (parent, key) not in MEDIA_PATHS or not isinstance(value, str):
+        return False
+    if BASE64.fullmatch(value) or DATA_URL.fullmatch(value):
+        return True
+    return (parent, key) == ("image_url", "url") and LINK.fullmatch(value) is not None
 
 
-def strings(value: object, parent: str | None = None, skip: Collection[str] = ()) -> Iterator[str]:
-    """Every non-blank string inside `value`, depth first, in document order. `skip` names the structural
-    keys of this top-level object only; nested objects get no such allowance, only the media paths."""
+def leaves(value: object, path: str = "", parent: str | None = None,
+           skip: Collection[str] = ()) -> Iterator[tuple[str, str]]:
+    """(JSON path, text) for every non-blank string inside `value` and every key that is text, depth first
+    in document order. A list item's path uses its `index` field when it has one, as clients key choices and
+    tool calls when they join streamed pieces. `skip` names the structural keys of the top-level object only;
+    nested objects get no such allowance, only the media paths."""
     if isinstance(value, str):
         if value.strip():
-            yield value
+            yield path, value
     elif isinstance(value, dict):
         for key, item in value.items():
             if key in skip or is_media(parent, key, item):
                 continue
-            yield from strings(item, key)
+            if key_is_text(key, item):
+                yield f"{path}{{}}{key}", key
+            yield from leaves(item, f"{path}.{key}", key)
     elif isinstance(value, list):
-        for item in value:
-            yield from strings(item, parent)
+        for position, item in enumerate(value):
+            slot = item.get("index") if isinstance(item, dict) and isinstance(item.get("index"), int) else position
+            yield from leaves(item, f"{path}[{slot}]", parent)
+
+
+def strings(value: object, parent: str | None = None, skip: Collection[str] = ()) -> Iterator[str]:
+    """Every text of `value` (see `leaves`), without its path."""
+    for _, text in leaves(value, "", parent, skip):
+        yield text
 
 
 def text_of(value: object, skip: Collection[str] = ()) -> str:

@@ -8,7 +8,7 @@ responses.py do those): this module only sequences the steps and records them in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ class Reply:
 class StreamReply:
     headers: dict[str, str]
     events: AsyncIterator[bytes]
+    close: Callable[[], Awaitable[None]]  # run by the response however it ended: stops work, runs end hooks
 
 
 Started = asyncio.Task[ChatCompletion] | ChunkFeed
@@ -152,7 +153,7 @@ class Exchange:
             raise
         relay = StreamRelay(feed, self.checker, self.route, chat, self.record, self.on_stream_end)
         self.record.stream = True
-        return StreamReply(guardrail_headers(self.record.request_id, self.decisions), relay.events())
+        return StreamReply(guardrail_headers(self.record.request_id, self.decisions), relay.events(), relay.close)
 
     def blocked(self, decision: Decision, chat: ChatRequest) -> Reply | StreamReply:
         """A refused input: streaming clients with the completion style get the refusal as a stream."""
@@ -162,7 +163,11 @@ class Exchange:
         extra = {"guardrail": guardrail_object(rid, self.route.name, self.decisions, self.route.reveal_reasoning)}
         events = refusal_stream(strongest(decision).refusal, rid, chat.model, chat.n or 1, extra)
         self.record.stream = True
-        return StreamReply(guardrail_headers(rid, self.decisions), iterate(events, self.on_stream_end))
+        return StreamReply(guardrail_headers(rid, self.decisions), iterate(events, self.on_stream_end),
+                           self.end_stream)
+
+    async def end_stream(self) -> None:
+        self.on_stream_end()
 
     def blocked_reply(self, decision: Decision, chat: ChatRequest) -> Reply:
         trigger = strongest(decision)

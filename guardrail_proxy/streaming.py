@@ -136,18 +136,18 @@ class StreamRelay:
         self.pending: list[asyncio.Task[Decision]] = []
         self.sent_role = False
         self.sent_any = False
+        self.finished = False  # the relay reached its end (as opposed to a hang-up or a body never started)
         self.last: dict[str, Any] = {"id": f"chatcmpl-{record.request_id}", "model": chat.model,
                                      "created": int(time.time())}
 
     async def events(self) -> AsyncIterator[bytes]:
         reader = asyncio.create_task(self._read())
-        finished = False
         try:
             async for event in self._relay():
                 yield event
-            finished = True
+            self.finished = True
         finally:
-            if not finished:
+            if not self.finished:
                 if self.record.status == 200:
                     self.record.status, self.record.error = 499, "the client closed the stream"
                 self.stop_upstream()
@@ -160,6 +160,17 @@ class StreamRelay:
             self.on_done()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(reader, *self.pending, self.feed.task, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Run by the response however the stream ended, even when its body never started: stop the model
+        and run the end hooks (both are no-ops after a stream that ran to its end)."""
+        if not self.finished:
+            if self.record.status == 200:
+                self.record.status, self.record.error = 499, "the client closed the stream"
+            self.stop_upstream()
+        self.on_done()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(self.feed.task, return_exceptions=True)
 
     def stop_upstream(self) -> None:
         """Stop reading the model; the audit says so when its stream was still running."""

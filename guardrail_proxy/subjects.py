@@ -11,8 +11,9 @@ system message; content is never concatenated into it).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .config import InputCheck, OutputCheck
 from .extract import text_of
@@ -48,7 +49,6 @@ def neutralise(text: str) -> str:
 # A message's structural fields: everything else in it, known or not, is text (extract.py).
 MESSAGE_STRUCTURE = frozenset({"role", "tool_call_id"})
 HANDLED = frozenset({"content", "tool_calls", "function_call"})
-CALL_STRUCTURE = frozenset({"id", "type", "index"})
 
 
 def message_text(message: Message) -> str:
@@ -64,23 +64,44 @@ def message_text(message: Message) -> str:
         parts += [text_of(part, skip={"type"}) for part in content if isinstance(part, dict)]
     for call in data.get("tool_calls") or ():
         parts.append(call_text(call))
-    if isinstance(data.get("function_call"), dict):
+    if data.get("function_call") is not None:
         parts.append(call_text({"function": data["function_call"]}))
     parts.append(text_of(data, skip=MESSAGE_STRUCTURE | HANDLED))
     return "\n".join(p for p in parts if p)
 
 
-def call_text(call: dict[str, object]) -> str:
-    """A tool, custom-tool or legacy function call: "[tool call NAME] ARGUMENTS", then any other strings."""
-    texts: list[str] = []
+CALL_STRUCTURE = frozenset({"index", "id", "type", "function", "custom"})
+
+
+@dataclass(frozen=True)
+class CallPart:
+    """One part of a tool call: its payload (with the tool's name, when this piece carries it), or any other
+    text of the call."""
+
+    text: str
+    payload: bool = False
+    name: str | None = None
+
+
+def call_fields(call: dict[str, Any]) -> Iterator[CallPart]:
+    """The parts of a tool call: the function's or custom tool's payload (arguments or input, read as text
+    whatever its JSON type), then every other string. The one reader of calls for whole messages and for
+    streamed deltas alike."""
     for kind, payload_key in (("function", "arguments"), ("custom", "input")):
         body = call.get(kind)
         if isinstance(body, dict):
             name, payload = body.get("name"), body.get(payload_key)
-            texts.append(tool_call_text(name if isinstance(name, str) else None,
-                                        payload if isinstance(payload, str) else None))
-            texts.append(text_of(body, skip={"name", payload_key}))
-    texts.append(text_of(call, skip=CALL_STRUCTURE | {"function", "custom"}))
+            yield CallPart(payload if isinstance(payload, str) else text_of(payload), True,
+                           name if isinstance(name, str) else None)
+            yield CallPart(text_of(body, skip={"name", payload_key}))
+        elif body is not None:
+            yield CallPart(text_of(body))
+    yield CallPart(text_of(call, skip=CALL_STRUCTURE))
+
+
+def call_text(call: dict[str, Any]) -> str:
+    """A tool, custom-tool or legacy function call: "[tool call NAME] ARGUMENTS", then any other strings."""
+    texts = [tool_call_text(p.name, p.text) if p.payload else p.text for p in call_fields(call)]
     return "\n".join(t for t in texts if t)
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from openai.types.chat import ChatCompletionChunk
 
-from .extract import strings, text_of
+from .extract import leaves, strings
+from .subjects import CALL_STRUCTURE
 
 
 def call_parts(name: str | None, arguments: str | None) -> list[str]:
@@ -26,7 +27,6 @@ def call_parts(name: str | None, arguments: str | None) -> list[str]:
 
 DELTA_STRUCTURE = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
 CHOICE_STRUCTURE = frozenset({"index", "delta", "finish_reason", "logprobs"})
-CALL_STRUCTURE = frozenset({"index", "id", "type", "function", "custom"})
 CHUNK_STRUCTURE = frozenset({"id", "object", "created", "model", "system_fingerprint", "service_tier"})
 CHUNK_MODELLED = CHUNK_STRUCTURE | {"choices"}  # a chunk with only these fields set has no text outside choices
 
@@ -36,17 +36,29 @@ CHUNK_MODELLED = CHUNK_STRUCTURE | {"choices"}  # a chunk with only these fields
 Dest = tuple[int, str]
 
 
-def streamed_call_parts(call: dict[str, Any]) -> list[str]:
-    parts: list[str] = []
+def add_call(texts: dict[Dest, str], dest: Dest, call: dict[str, Any]) -> None:
+    """A streamed call's payload (a string) goes to `dest`, piece after piece as a client joins them; every
+    other text of the call to destinations of its own, one per JSON path, so none breaks another's
+    continuity."""
+    index, name = dest
     for kind, payload_key in (("function", "arguments"), ("custom", "input")):
-        body = call.get(kind)
-        if isinstance(body, dict):
-            parts += call_parts(body.get("name"), body.get(payload_key))
-            if other := text_of(body, skip={"name", payload_key}):
-                parts.append(f"\n{other}")
-    if other := text_of(call, skip=CALL_STRUCTURE):
-        parts.append(f"\n{other}")
-    return parts
+        inner = call.get(kind)
+        if isinstance(inner, dict):
+            tool, payload = inner.get("name"), inner.get(payload_key)
+            add(texts, dest, call_parts(tool if isinstance(tool, str) else None,
+                                        payload if isinstance(payload, str) else None))
+            rest = {k: v for k, v in inner.items()
+                    if not (k in ("name", payload_key) and isinstance(v, str))}
+            add_leaves(texts, index, f"{name} {kind}", rest)
+        elif inner is not None:
+            add_leaves(texts, index, f"{name} {kind}", inner)
+    add_leaves(texts, index, name, call, skip=CALL_STRUCTURE)
+
+
+def add_leaves(texts: dict[Dest, str], index: int, prefix: str, value: object,
+               skip: frozenset[str] = frozenset()) -> None:
+    for path, text in leaves(value, prefix, skip=skip):
+        add(texts, (index, path), [text])
 
 
 def add(texts: dict[Dest, str], dest: Dest, parts: list[Any]) -> None:
@@ -66,7 +78,7 @@ def chunk_texts(chunk: ChatCompletionChunk, read_logprobs: bool = False) -> dict
         top = chunk.model_dump(mode="json", exclude_none=True, exclude={"choices"}, warnings=False)
         for key, value in top.items():
             if key not in CHUNK_STRUCTURE:
-                add(texts, (-1, key), ["\n".join(strings(value, key))])
+                add_leaves(texts, -1, "chunk", {key: value})
     for choice in chunk.choices:
         i = choice.index
         data = choice.model_dump(mode="json", exclude_none=True, warnings=False)
@@ -75,16 +87,15 @@ def chunk_texts(chunk: ChatCompletionChunk, read_logprobs: bool = False) -> dict
         add(texts, (i, "refusal"), [delta.get("refusal")])
         for position, call in enumerate(delta.get("tool_calls") or ()):
             slot = call.get("index") if isinstance(call.get("index"), int) else position
-            add(texts, (i, f"tool {slot}"), streamed_call_parts(call))
-        function_call = delta.get("function_call")
-        if isinstance(function_call, dict):
-            add(texts, (i, "function_call"), call_parts(function_call.get("name"), function_call.get("arguments")))
+            add_call(texts, (i, f"tool {slot}"), call)
+        if delta.get("function_call") is not None:
+            add_call(texts, (i, "function_call"), {"function": delta["function_call"]})
         for key, value in delta.items():
             if key not in DELTA_STRUCTURE:
-                add(texts, (i, key), ["\n".join(strings(value, key))])
+                add_leaves(texts, i, "delta", {key: value})
         for key, value in data.items():
             if key not in CHOICE_STRUCTURE:
-                add(texts, (i, f"choice {key}"), ["\n".join(strings(value, key))])
+                add_leaves(texts, i, "choice", {key: value})
         if read_logprobs and data.get("logprobs"):
             add(texts, (i, "logprobs"), [logprob_text(data["logprobs"])])
     return texts

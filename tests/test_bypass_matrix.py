@@ -20,8 +20,8 @@ from starlette.routing import Route
 
 from guardrail_proxy.completion_text import CHOICE_STRUCTURE, COMPLETION_STRUCTURE
 from guardrail_proxy.standins.safeguard import Rule
-from guardrail_proxy.subjects import MESSAGE_STRUCTURE, REQUEST_STRUCTURE
-from guardrail_proxy.windows import CALL_STRUCTURE, CHUNK_STRUCTURE, DELTA_STRUCTURE
+from guardrail_proxy.subjects import CALL_STRUCTURE, MESSAGE_STRUCTURE, REQUEST_STRUCTURE
+from guardrail_proxy.windows import CHUNK_STRUCTURE, DELTA_STRUCTURE
 
 TRIGGER = "bloodbath"
 FIRST, SECOND = "blood", "bath"
@@ -54,6 +54,11 @@ REQUEST_POSITIONS: dict[str, dict[str, Any]] = {
     "legacy function call": {"messages": [*user("hi"), {"role": "assistant", "function_call": {
         "name": "f", "arguments": TRIGGER}}]},
     "tools description": {"tools": [{"type": "function", "function": {"name": "f", "description": TRIGGER}}]},
+    "tool parameter name": {"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {f"{TRIGGER} now": {"type": "string"}}}}}]},
+    "prose in a media field": {"messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": f"Explain_{TRIGGER}_steps", "format": "wav"}}]}],
+        "route": {"allow_unchecked_media": True}},
     "tool parameter description": {"tools": [{"type": "function", "function": {"name": "f", "parameters": {
         "type": "object", "properties": {"q": {"type": "string", "description": TRIGGER}}}}}]},
     "legacy functions": {"functions": [{"name": "f", "description": TRIGGER}]},
@@ -169,6 +174,14 @@ STREAM_POSITIONS: dict[str, list[dict[str, Any]]] = {
                           chunk({"tool_calls": [{"index": 0, "custom": {"input": SECOND}}]})],
     "legacy function call": [chunk({"function_call": {"name": "f", "arguments": FIRST}}),
                              chunk({"function_call": {"arguments": SECOND}})],
+    "legacy function call extra field": [chunk({"function_call": {"name": "f", "arguments": "", "x": FIRST}}),
+                                         chunk({"function_call": {"x": SECOND}})],
+    "tool call extra field": [chunk({"tool_calls": [{"index": 0, "id": "c", "type": "function",
+                                                     "function": {"name": "f", "arguments": ""}, "note": FIRST}]}),
+                              chunk({"tool_calls": [{"index": 0, "note": SECOND}]})],
+    "tool call arguments as an object": [chunk({"tool_calls": [{"index": 0, "id": "c", "type": "function",
+                                                                "function": {"name": "f", "arguments": {
+                                                                    "q": TRIGGER}}}]})],
     "unknown delta field": [chunk({"x_text": FIRST}), chunk({"x_text": SECOND})],
     "unknown choice field": [chunk(choice={"text": FIRST}), chunk(choice={"text": SECOND})],
     "logprobs": [chunk({"content": "ok"}, choice={"logprobs": LOGPROBS})],

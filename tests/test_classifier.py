@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import VIOLENCE_POLICY, free_port
 
-from guardrail_proxy.classifier import SafeguardClient
+from guardrail_proxy.classifier import SafeguardClient, http_kind
 from guardrail_proxy.classifier_aiohttp import AiohttpSafeguardClient
 from guardrail_proxy.config import ClassifierConfig
 from guardrail_proxy.errors import ClassifierError
@@ -78,9 +78,9 @@ async def test_gives_up_after_the_retries(make_client, safeguard):
 @pytest.mark.parametrize(("setup", "kind"), [
     ({"mode": "garbage"}, "unparseable"),
     ({"mode": "empty"}, "unparseable"),
-    ({"raw_body": "not json"}, "unparseable"),
-    ({"raw_body": json.dumps({"choices": []})}, "unparseable"),
-    ({"raw_body": json.dumps({"choices": [{"message": {"content": ["x"]}}]})}, "unparseable"),
+    ({"raw_body": "not json"}, "malformed"),
+    ({"raw_body": json.dumps({"choices": []})}, "malformed"),
+    ({"raw_body": json.dumps({"choices": [{"message": {"content": ["x"]}}]})}, "malformed"),
     ({"delay_s": 1.0}, "timeout"),
 ])
 async def test_faults_are_classifier_errors(make_client, safeguard, setup, kind):
@@ -159,3 +159,10 @@ async def test_ping_does_not_queue_behind_busy_calls(make_client, safeguard):
     assert await asyncio.wait_for(client.ping(), 1.5) is None
     await busy
     await client.aclose()
+
+
+@pytest.mark.parametrize(("status", "kind"), [(400, "rejected"), (413, "rejected"), (422, "rejected"),
+                                              (429, "overload"), (401, "http"), (404, "http"), (500, "http"),
+                                              (503, "http")])
+def test_http_kind(status, kind):
+    assert http_kind(status) == kind

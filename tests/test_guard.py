@@ -220,10 +220,19 @@ def test_fail_closed_on_timeout(make_proxy):
     assert "timeout" in info.value.body["message"]
 
 
-@pytest.mark.parametrize("mode", ["garbage", "error"])
-def test_fail_open_passes_marked_unchecked(make_proxy, mode):
+def test_an_off_format_answer_is_never_a_fail_open_pass(make_proxy):
+    """A text can make the classifier answer off-format (an injection); passing it would be a bypass."""
+    proxy = make_proxy({"fail_mode": "open", "input": {"speculative": False}})
+    proxy.classifier.mode = "garbage"
+    with pytest.raises(openai.InternalServerError) as info:
+        proxy.client.chat.completions.create(model="test-model", messages=user("hello"))
+    assert info.value.body["code"] == "guardrail_unavailable" and proxy.upstream.requests == []
+
+
+@pytest.mark.parametrize(("field", "value"), [("mode", "error"), ("raw_body", "not json")])
+def test_fail_open_passes_marked_unchecked(make_proxy, field, value):
     proxy = make_proxy({"fail_mode": "open"})
-    proxy.classifier.mode = mode
+    setattr(proxy.classifier, field, value)
     raw = proxy.client.chat.completions.with_raw_response.create(model="test-model", messages=user("hello"))
     body = json.loads(raw.text)
     assert body["choices"][0]["message"]["content"] == "Stand-in reply to: hello"

@@ -118,3 +118,16 @@ def test_a_busy_route_cannot_take_the_whole_classifier_from_another(make_proxy):
     assert busy.status_code == 503 and busy.json()["error"]["code"] == "guardrail_overloaded"
     errors = [c.get("error", "") for r in proxy.wait_audit(2) for p in r["phases"] for c in p["checks"]]
     assert any("fair share" in e for e in errors)
+
+
+def test_a_call_that_times_out_in_our_own_queue_is_overload_not_a_pass(make_proxy):
+    proxy = make_proxy(FAIL_OPEN, classifier={"max_concurrency": 1, "max_queue": 10, "timeout_s": 0.5,
+                                              "cache_entries": 0, "retries": 0})
+    proxy.classifier.delay_s = 0.3
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda i: post(proxy, user(f"queued question {i}")), range(4)))
+    assert any(a.status_code == 503 for a in answers)
+    for answer in answers:
+        assert "x-guardrail-unchecked" not in answer.headers, "a queue timeout became a fail-open pass"
+        if answer.status_code == 503:
+            assert answer.json()["error"]["code"] == "guardrail_overloaded"

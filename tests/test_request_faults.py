@@ -153,3 +153,22 @@ async def test_a_crash_in_the_relay_ends_the_stream_with_an_error_event(source, 
     assert time.monotonic() - started < 5
     last = json.loads(events[-1][6:])
     assert last["error"]["code"] == "internal_error" and "bug" not in last["error"]["message"]
+
+
+def test_a_client_gone_before_the_first_byte_is_audited_and_the_model_stopped(make_proxy):
+    """The client leaves during a slow input check: the stream's body never starts, yet the model is stopped
+    and the request audited once."""
+    proxy = make_proxy({"output": {"window_chars": 10}})
+    proxy.upstream.replies["story"] = LONG
+    proxy.upstream.chunk_delay_s = 0.05
+    proxy.classifier.delay_s = 0.8
+    body = {"model": "test-model", "stream": True, "messages": user("a story")}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{proxy.url}/v1/chat/completions", json=body, timeout=0.3)
+    deadline = time.monotonic() + 5
+    while not proxy.audit() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [record] = proxy.audit()
+    assert record["status"] == 499 and record["upstream_cancelled"] is True
+    time.sleep(0.3)
+    assert proxy.upstream.completed == 0

@@ -39,8 +39,8 @@ def test_each_destination_accumulates_on_its_own():
     assert texts[(0, "tool 0")] == "\n[tool call a] killing spree"
     assert texts[(0, "tool 1")] == "\n[tool call b] harm"
     assert texts[(0, "content")] == "the blood bath"
-    assert texts[(0, "reasoning_content")] == "thinking"
-    assert texts[(0, "audio")] == "spoken"
+    assert texts[(0, "delta.reasoning_content")] == "thinking"
+    assert texts[(0, "delta.audio.transcript")] == "spoken"
 
 
 @pytest.mark.parametrize(("size", "pieces", "expected"), [
