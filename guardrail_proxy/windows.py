@@ -1,4 +1,4 @@
-"""Hold-back arithmetic for streamed output. Pure.
+"""What a streamed chunk adds to each destination, and the hold-back arithmetic for streamed output. Pure.
 
 Chunks are grouped into windows of whole chunks: a window closes once the text it adds, over all its
 destinations (each choice's content, refusal, reasoning, each tool call's arguments, ...), reaches
@@ -31,8 +31,9 @@ CHUNK_STRUCTURE = frozenset({"id", "object", "created", "model", "system_fingerp
 CHUNK_MODELLED = CHUNK_STRUCTURE | {"choices"}  # a chunk with only these fields set has no text outside choices
 
 # Where a piece of streamed text goes: (choice index, destination), e.g. (0, "content"), (0, "tool 1"),
-# (0, "reasoning_content"). A client reassembles each destination separately, so each is judged as its own
-# contiguous text, whatever order the pieces of different destinations arrive in.
+# (0, "delta.reasoning_content"), (-1, "chunk.note") for text outside the choices. A client reassembles each
+# destination separately, so each is judged as its own contiguous text, whatever order the pieces of
+# different destinations arrive in.
 Dest = tuple[int, str]
 
 
