@@ -16,6 +16,7 @@ from .demo import run_demo
 from .errors import ConfigError
 from .lint import Limits, lint_path
 from .loader import load_config
+from .official_pack import load_official_datasets
 from .settings import Settings
 from .tools_cli import register as register_tools
 
@@ -43,11 +44,26 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    """The config first (what serving needs), then the official pack's datasets, reported apart: a dataset
+    problem never stops the proxy, but it should not go unnoticed either. Exit 1 on a dataset error."""
     config = load_config(args.config or settings.config_path)
     print(f"{config.path}: ok — {len(config.routes)} route(s), {len(config.policies)} policies")
     for route in config.routes:
         print(f"  route {route.name}: models {', '.join(route.models)}; "
               f"policies {', '.join(r.id for r in route.policies)}")
+    if not config.proxy.policies.official_pack:
+        return 0
+    root = config.path.parent / config.proxy.policies.official_pack
+    warnings: list[str] = []
+    try:
+        sets = load_official_datasets(root, [p for p in config.policies.values() if p.source.startswith(str(root))],
+                                      warnings)
+    except ConfigError as exc:
+        print(f"datasets: error: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"datasets: {sum(len(v) for v in sets.values())} items in {len(sets)} official set(s)")
+    for warning in warnings:
+        print(f"datasets: warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -56,10 +72,12 @@ def cmd_policy_lint(args: argparse.Namespace, settings: Settings) -> int:
     findings = [f for path in args.paths for f in lint_path(Path(path), limits)]
     for finding in findings:
         print(finding, file=sys.stderr)
-    if findings:
-        print(f"{len(findings)} problem(s)", file=sys.stderr)
+    problems = [f for f in findings if not f.warning]
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"ok: {', '.join(args.paths)}")
+    warned = f" ({len(findings)} warning(s))" if findings else ""
+    print(f"ok: {', '.join(args.paths)}{warned}")
     return 0
 
 

@@ -5,12 +5,15 @@ Three layouts, picked by the file:
             our pack's teen_safety_policies/<slug>/examples.jsonl is this layout.
   *.csv     a header row; columns named by `text_col` / `label_col` / `id_col` (default text, label, id),
             optional `role` and `context` columns.
-  official  the official teen-safety pack's CSV: line 1 a free-text note, line 2 the header
-            `example,classification,Responses,Response Label`. Each row gives a prompt item (role user)
-            and, when the response cells are filled, an assistant item with the prompt as its context.
+  official  the official teen-safety pack's CSV: an optional free-text note line, then one of its two headers
+            (`example,classification,Responses,Response Label` or `Example Prompt,Prompt label,Example
+            Generation,Generation Label`); CRLF or LF. Each row gives a prompt item (role user) and, when the
+            response cells are filled, an assistant item with the prompt as its context. A row with an empty
+            or unknown label is left out with a warning (the pack is published with one).
 
 A label is 0/1 (also "0", "1", true, false) or a code `<PREFIX><N>` (a violation when N > 0). Every bad row
-raises `ConfigError(file, "line N", reason)`: a row is never dropped silently, because a quietly smaller
+raises `ConfigError(file, "line N", reason)` (the official layout's unlabelled rows excepted, each reported
+as a warning): a row is never dropped silently, because a quietly smaller
 example set makes metrics look better than they are.
 """
 
@@ -28,7 +31,11 @@ from typing import Any
 from .errors import ConfigError
 from .policies import Policy
 
-OFFICIAL_HEADER = ("example", "classification", "responses", "response label")
+# The official pack's two header variants (compared lower-cased): prompt, its label, a response, its label.
+OFFICIAL_HEADERS = (
+    ("example", "classification", "responses", "response label"),
+    ("example prompt", "prompt label", "example generation", "generation label"),
+)
 ROLES = ("user", "assistant")
 LABEL_CODE = re.compile(r"([A-Z]{1,6})([0-9]+)")
 TRUE_WORDS = ("1", "true")
@@ -140,28 +147,58 @@ def split_first_line(text: str) -> tuple[str, str]:
     return head.rstrip("\r"), rest
 
 
+def official_header_line(text: str) -> int | None:
+    """1 or 2: the line holding an official header (line 1 may be a free-text note), or None."""
+    rest = text
+    for line in (1, 2):
+        head, rest = split_first_line(rest)
+        cells = next(csv.reader([head]), [])
+        if tuple(c.strip().lower() for c in cells[:4]) in OFFICIAL_HEADERS:
+            return line
+    return None
+
+
 def is_official_layout(text: str) -> bool:
-    _note, rest = split_first_line(text)
-    header, _rest = split_first_line(rest)
-    cells = next(csv.reader([header]), [])
-    return tuple(c.strip().lower() for c in cells) == OFFICIAL_HEADER
+    return official_header_line(text) is not None
 
 
-def official_examples(text: str, policy: Policy | None) -> Iterator[Example]:
-    """Pure: the official pack's CSV text -> examples. Raises RowError prefixed with the line."""
-    _note, body = split_first_line(text)
-    records = csv_records(body, first_line=2)
+def official_examples(text: str, policy: Policy | None, warnings: list[str] | None = None) -> Iterator[Example]:
+    """Pure: the official pack's CSV text -> examples. A row whose label is empty or not one of the policy's
+    codes is left out with a warning ("line N: reason") in `warnings`, as the pack is published with such rows;
+    any other bad row raises RowError prefixed with the line."""
+    header_line = official_header_line(text) or 2
+    body = text
+    for _ in range(header_line - 1):
+        _note, body = split_first_line(body)
+    records = csv_records(body, first_line=header_line)
     next(records, None)  # the header, already recognised
     for line, cells in records:
         example, prompt_label, response, response_label = [*cells, "", "", "", ""][:4]
-        try:
-            if example.strip() or prompt_label.strip():
-                yield make_example({"text": example, "label": prompt_label, "id": f"line-{line}"}, line, policy)
-            if response.strip() or response_label.strip():
-                yield make_example({"text": response, "label": response_label, "id": f"line-{line}-response",
-                                    "role": "assistant", "context": example.strip() or None}, line, policy)
-        except RowError as exc:
-            raise RowError(f"line {line}: {exc}") from None
+        items: list[dict[str, Any]] = []
+        if example.strip() or prompt_label.strip():
+            items.append({"text": example, "label": prompt_label, "id": f"line-{line}"})
+        if response.strip() or response_label.strip():
+            items.append({"text": response, "label": response_label, "id": f"line-{line}-response",
+                          "role": "assistant", "context": example.strip() or None})
+        for item in items:
+            try:
+                if not item["label"].strip() or not known_label(item["label"], policy):
+                    if warnings is not None:
+                        warnings.append(f"line {line}: {item.get('role', 'prompt')} label "
+                                        f"{item['label'].strip()!r} is empty or not one of the policy's codes; "
+                                        "the item is left out")
+                    continue
+                yield make_example(item, line, policy)
+            except RowError as exc:
+                raise RowError(f"line {line}: {exc}") from None
+
+
+def known_label(raw: str, policy: Policy | None) -> bool:
+    try:
+        parse_label(raw, policy)
+    except RowError:
+        return False
+    return True
 
 
 def mapped_examples(text: str, policy: Policy | None, text_col: str, label_col: str,
@@ -237,12 +274,14 @@ def collect(examples: Iterator[Example], source: str) -> list[Example]:
 
 
 def parse_dataset(text: str, source: str, *, text_col: str | None = None, label_col: str | None = None,
-                  id_col: str | None = None, policy: Policy | None = None) -> list[Example]:
-    """Pure: a dataset's text -> examples; the layout comes from `source`'s suffix and the CSV header."""
+                  id_col: str | None = None, policy: Policy | None = None,
+                  warnings: list[str] | None = None) -> list[Example]:
+    """Pure: a dataset's text -> examples; the layout comes from `source`'s suffix and the CSV header. Rows
+    left out (the official layout's unlabelled ones) are reported in `warnings` as "file: line N: reason"."""
     mapping = any(c is not None for c in (text_col, label_col, id_col))
     suffix = Path(source).suffix.lower()
     if suffix == ".csv" and not mapping and is_official_layout(text):
-        return collect(official_examples(text, policy), source)
+        return official_dataset(text, source, policy, warnings)
     if suffix == ".csv":
         return collect(mapped_examples(text, policy, text_col or "text", label_col or "label", id_col or "id"),
                        source)
@@ -254,16 +293,28 @@ def parse_dataset(text: str, source: str, *, text_col: str | None = None, label_
 
 
 def load_dataset(path: str | Path, *, text_col: str | None = None, label_col: str | None = None,
-                 id_col: str | None = None, policy: Policy | None = None) -> list[Example]:
+                 id_col: str | None = None, policy: Policy | None = None,
+                 warnings: list[str] | None = None) -> list[Example]:
     path = Path(path)
     return parse_dataset(read_text(path), str(path), text_col=text_col, label_col=label_col, id_col=id_col,
-                         policy=policy)
+                         policy=policy, warnings=warnings)
 
 
-def read_official_csv(path: str | Path, *, policy: Policy | None = None) -> list[Example]:
+def read_official_csv(path: str | Path, *, policy: Policy | None = None,
+                      warnings: list[str] | None = None) -> list[Example]:
     """The official pack's datasets/<slug>.csv, whatever its file name."""
     path = Path(path)
     text = read_text(path)
     if not is_official_layout(text):
-        raise ConfigError(str(path), "line 2", "expected the header example,classification,Responses,Response Label")
-    return collect(official_examples(text, policy), str(path))
+        raise ConfigError(str(path), "line 2", "expected an official header: example,classification,Responses,"
+                                               "Response Label or Example Prompt,Prompt label,Example Generation,"
+                                               "Generation Label")
+    return official_dataset(text, str(path), policy, warnings)
+
+
+def official_dataset(text: str, source: str, policy: Policy | None, warnings: list[str] | None) -> list[Example]:
+    found: list[str] = []
+    examples = collect(official_examples(text, policy, found), source)
+    if warnings is not None:
+        warnings += [f"{source}: {w}" for w in found]
+    return examples

@@ -3,7 +3,8 @@
 A policy in our format needs, in this order, the sections below; its label codes must agree between the
 front matter, the criteria, the output contract and the examples; its length should sit where
 gpt-oss-safeguard is most accurate (estimated as characters / 4). A sibling `examples.jsonl` must parse and
-use only the policy's codes.
+use only the policy's codes. A policy.md with no front matter is read in the official pack's layout instead
+(`lint_official`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .datasets import load_dataset
+from .datasets import load_dataset, read_official_csv
 from .errors import ConfigError
+from .official_pack import dataset_path, level_names, official_policy
 from .policies import Policy, parse_policy
 
 REQUIRED_SECTIONS = (
@@ -36,9 +38,10 @@ class Finding:
     file: str
     line: int
     message: str
+    warning: bool = False  # shown, but does not fail the lint
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{self.file}:{self.line}: {'warning: ' if self.warning else ''}{self.message}"
 
 
 @dataclass(frozen=True)
@@ -152,8 +155,43 @@ def lint_path(path: Path, limits: Limits = Limits()) -> list[Finding]:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [Finding(str(path), 1, f"cannot read: {exc}")]
+    if not raw.lstrip().startswith("---"):
+        return lint_official(raw, path, limits)  # no front matter: the official pack's layout
     findings = lint_text(raw, str(path), limits)
     examples = path.parent / "examples.jsonl"
     if path.name == "policy.md" and examples.exists() and not findings:
         findings += lint_example_set(examples, parse_policy(raw, str(path)))
+    return findings
+
+
+def lint_official(raw: str, path: Path, limits: Limits) -> list[Finding]:
+    """An official-pack `<slug>/policy.md`: its codes, a heading naming each level, its length (a warning:
+    the published policies are longer than our own target), and its `datasets/<slug>.csv`, where a row left
+    out for an empty or unknown label is a warning and anything else unreadable an error."""
+    source, slug = str(path), path.parent.name
+    try:
+        policy = official_policy(slug, raw, source)
+    except ConfigError as exc:
+        return [Finding(source, 1, exc.reason)]
+    prefix = policy.label_prefix or ""
+    named = level_names(raw, prefix)
+    findings = [Finding(source, 1, f"no heading names level {code} (such as '## Title ({code} - ...)')")
+                for code in policy.labels if int(code[len(prefix):]) not in named]
+    tokens = len(raw) // 4
+    if not limits.min_tokens <= tokens <= limits.max_tokens:
+        findings.append(Finding(source, 1, f"length is about {tokens} tokens (characters/4); "
+                                           f"our own target is {limits.min_tokens}-{limits.max_tokens}", warning=True))
+    dataset = dataset_path(path.parent.parent, slug)
+    if dataset is None:
+        return findings
+    warnings: list[str] = []
+    try:
+        read_official_csv(dataset, policy=policy, warnings=warnings)
+    except ConfigError as exc:
+        line = int(exc.field.split()[-1]) if exc.field.startswith("line ") else 1
+        return [*findings, Finding(str(dataset), line, exc.reason)]
+    for warning in warnings:
+        where, _, reason = warning.removeprefix(f"{dataset}: ").partition(": ")
+        line = int(where.split()[-1]) if where.startswith("line ") else 1
+        findings.append(Finding(str(dataset), line, reason, warning=True))
     return findings

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from .config import Action, ProxyConfig, RouteConfig
 from .decisions import action_for
 from .errors import ConfigError
-from .official_pack import load_official_datasets, load_official_pack
+from .official_pack import load_official_pack
 from .policies import Policy, index_policies, load_policy_file, policy_files_in
 
 M = TypeVar("M", bound=BaseModel)
@@ -100,9 +100,7 @@ def load_policies(proxy: ProxyConfig, base: Path) -> list[Policy]:
     found += [load_policy_file(base / f) for f in proxy.policies.files]
     if proxy.policies.official_pack:
         root = base / proxy.policies.official_pack
-        official = load_official_pack(root)
-        load_official_datasets(root, official)  # parse now: a broken CSV fails start-up, not an eval later
-        found += official
+        found += load_official_pack(root)  # its datasets are `validate`'s and `eval`'s, never serving's
     return found
 
 

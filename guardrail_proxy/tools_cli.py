@@ -208,8 +208,11 @@ async def run_versions(target: Target, args: argparse.Namespace, settings: Setti
     cfg = target.classifier.model_copy(
         update={"max_concurrency": max(target.classifier.max_concurrency, args.concurrency)})
     # Validating labels against every version catches a compare of two different policies' codes early.
+    warnings: list[str] = []
     examples = [load_dataset(args.dataset, text_col=args.text_col, label_col=args.label_col, id_col=args.id_col,
-                             policy=policy) for policy in target.policies][-1]
+                             policy=policy, warnings=warnings) for policy in target.policies][-1]
+    for warning in dict.fromkeys(warnings):  # once, though each policy version read the set
+        print(f"warning: {warning}", file=sys.stderr)
     options = RunOptions(cfg.model, cfg.reasoning_effort, args.concurrency)
     show_progress = console.is_terminal and not args.quiet
     titles = ("old", "new") if len(target.policies) == 2 else ("eval",)

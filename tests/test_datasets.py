@@ -123,7 +123,7 @@ def test_official_csv_with_a_byte_order_mark_and_crlf(tmp_path):
 
 def test_read_official_csv_rejects_another_layout(tmp_path):
     path = write(tmp_path, "plain.csv", "text,label\nhi,0\n")
-    with pytest.raises(ConfigError, match=r"plain\.csv: line 2: expected the header"):
+    with pytest.raises(ConfigError, match=r"plain\.csv: line 2: expected an official header"):
         read_official_csv(path)
 
 
@@ -153,9 +153,7 @@ def test_csv_column_mapping(tmp_path):
     ("a.csv", "text,label\nhi,0\nthere,1,extra\n", "line 3", "3 cells but the header has 2"),
     ("a.csv", "prompt,label\nhi,0\n", "line 1", "no column 'text'"),
     ("a.csv", "text,label\nhi,0\n\n\"multi\nline\",nope\n", "line 4", "label must be"),
-    ("a.csv", OFFICIAL_CSV + "a prompt with no label,,,\n", "line 11", "label must be"),
     ("a.csv", OFFICIAL_CSV + ",DR1,,\n", "line 11", "'text' must be a non-empty string"),
-    ("a.csv", OFFICIAL_CSV + "prompt,DR0,a reply,\n", "line 11", "label must be"),
 ])
 def test_bad_rows_name_file_and_line(tmp_path, name, text, where, reason):
     path = write(tmp_path, name, text)
@@ -185,3 +183,12 @@ def test_whole_file_errors(tmp_path, name, text, kwargs, reason):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read dataset"):
         load_dataset(tmp_path / "nope.jsonl")
+
+
+@pytest.mark.parametrize("row", ["a prompt with no label,,,", "prompt,DR0,a reply,"])
+def test_official_rows_without_a_usable_label_are_left_out_with_a_warning(tmp_path, row):
+    path = write(tmp_path, "a.csv", OFFICIAL_CSV + row + "\n")
+    warnings: list[str] = []
+    examples = load_dataset(path, warnings=warnings)
+    assert [w.split(": ")[1] for w in warnings] == ["line 11"] and warnings[0].startswith(str(path))
+    assert all(e.source_line != 11 or e.label.startswith("DR") for e in examples)
