@@ -1,8 +1,9 @@
 """Labelled example sets -> `Example` values, for `eval` and `policy lint`.
 
-Three layouts, picked by the file:
-  *.jsonl   one object per line: `text`, `label`, optional `id`, `role`, `context` (other fields ignored);
-            our pack's teen_safety_policies/<slug>/examples.jsonl is this layout.
+The layouts, picked by the file name (a trailing `.gz` is decompressed first):
+  *.jsonl   one object per line (split on \n only): `text`, `label`, optional `id`, `role`, `context` (a
+            string or a list of chat turns); other fields ignored. Our pack's examples.jsonl files.
+  *.json    one array of such objects.
   *.csv     a header row; columns named by `text_col` / `label_col` / `id_col` (default text, label, id),
             optional `role` and `context` columns.
   official  the official teen-safety pack's CSV: an optional free-text note line, then one of its two headers
@@ -11,23 +12,24 @@ Three layouts, picked by the file:
             response cells are filled, an assistant item with the prompt as its context. A row with an empty
             or unknown label is left out with a warning (the pack is published with one).
 
-A label is 0/1 (also "0", "1", true, false) or a code `<PREFIX><N>` (a violation when N > 0). Every bad row
-raises `ConfigError(file, "line N", reason)` (the official layout's unlabelled rows excepted, each reported
-as a warning): a row is never dropped silently, because a quietly smaller
-example set makes metrics look better than they are.
+Rows become examples in dataset_rows.py (labels, roles, context). Every bad row raises
+`ConfigError(file, "line N", reason)` (the official layout's unlabelled rows excepted, each reported as a
+warning): a row is never dropped silently, because a quietly smaller example set makes metrics look better
+than they are.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .dataset_rows import Example, RowError, known_label, make_example
 from .errors import ConfigError
 from .policies import Policy
 
@@ -36,91 +38,12 @@ OFFICIAL_HEADERS = (
     ("example", "classification", "responses", "response label"),
     ("example prompt", "prompt label", "example generation", "generation label"),
 )
-ROLES = ("user", "assistant")
-LABEL_CODE = re.compile(r"([A-Z]{1,6})([0-9]+)")
-TRUE_WORDS = ("1", "true")
-FALSE_WORDS = ("0", "false")
-
-
-@dataclass(frozen=True)
-class Label:
-    code: str  # as written in the dataset, normalised: "0", "1" or e.g. "DR2"
-    violation: bool
-    level: int | None  # the code's level; None for 0/1 labels
-
-
-@dataclass(frozen=True)
-class Example:
-    id: str
-    text: str
-    label: str
-    violation: bool
-    level: int | None
-    role: str
-    context: str | None
-    source_line: int
-
-
-class RowError(ValueError):
-    """A reason a row is bad; `load_dataset` adds the file and line."""
-
-
-def parse_label(raw: Any, policy: Policy | None = None) -> Label:
-    """Pure: one dataset label cell -> `Label`. Raises RowError with the reason."""
-    if isinstance(raw, bool):
-        return Label("1" if raw else "0", raw, None)
-    if isinstance(raw, int) and raw in (0, 1):
-        return Label(str(raw), bool(raw), None)
-    if not isinstance(raw, str) or not raw.strip():
-        raise RowError(f"label must be 0, 1, true, false or a label code such as DR2; got {raw!r}")
-    text = raw.strip()
-    if text.lower() in TRUE_WORDS + FALSE_WORDS:
-        violation = text.lower() in TRUE_WORDS
-        return Label(str(int(violation)), violation, None)
-    match = LABEL_CODE.fullmatch(text)
-    if not match:
-        raise RowError(f"label must be 0, 1, true, false or a label code such as DR2; got {raw!r}")
-    prefix, level = match.group(1), int(match.group(2))
-    if policy is not None and policy.format == "label":
-        if prefix != policy.label_prefix:
-            raise RowError(f"label {text} does not belong to policy '{policy.id}' (its codes are "
-                           f"{', '.join(policy.labels)})")
-        if text not in policy.labels:
-            raise RowError(f"label {text} is not one of policy '{policy.id}' codes {', '.join(policy.labels)}")
-    return Label(text, level > 0, level)
-
-
-def optional_text(row: dict[str, Any], name: str) -> str | None:
-    value = row.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise RowError(f"'{name}' must be a string; got {value!r}")
-    return value
-
-
-def make_example(row: dict[str, Any], line: int, policy: Policy | None, *, text_col: str = "text",
-                 label_col: str = "label", id_col: str = "id") -> Example:
-    """Pure: one parsed row (a JSON object or a CSV record) -> Example. Raises RowError."""
-    text = row.get(text_col)
-    if not isinstance(text, str) or not text.strip():
-        raise RowError(f"'{text_col}' must be a non-empty string")
-    if label_col not in row or row[label_col] is None:
-        raise RowError(f"missing '{label_col}'")
-    label = parse_label(row[label_col], policy)
-    raw_id = row.get(id_col)
-    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int | None):
-        raise RowError(f"'{id_col}' must be a string or a number; got {raw_id!r}")
-    role = optional_text(row, "role") or "user"
-    if role not in ROLES:
-        raise RowError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
-    item_id = str(raw_id) if raw_id not in (None, "") else f"line-{line}"
-    return Example(item_id, text, label.code, label.violation, label.level, role, optional_text(row, "context"),
-                   line)
 
 
 def jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split on \n alone: str.splitlines would also split inside a record at U+0085, U+2028 and the like.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
@@ -193,14 +116,6 @@ def official_examples(text: str, policy: Policy | None, warnings: list[str] | No
                 raise RowError(f"line {line}: {exc}") from None
 
 
-def known_label(raw: str, policy: Policy | None) -> bool:
-    try:
-        parse_label(raw, policy)
-    except RowError:
-        return False
-    return True
-
-
 def mapped_examples(text: str, policy: Policy | None, text_col: str, label_col: str,
                     id_col: str) -> Iterator[Example]:
     """Pure: a CSV with a header row -> examples, columns picked by name."""
@@ -255,10 +170,40 @@ def split_location(message: str) -> tuple[str, str]:
 
 
 def read_text(path: Path) -> str:
+    """The file's text; a `.gz` file is decompressed first (its layout comes from the name inside)."""
     try:
-        return path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+        if path.suffix.lower() == ".gz":
+            raw = gzip.decompress(raw)
+        # Universal newlines, as a file opened in text mode reads them: the same text whoever wrote the file.
+        return raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+    except (OSError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
         raise ConfigError(str(path), "", f"cannot read dataset: {exc}") from None
+
+
+def layout_suffix(source: str) -> str:
+    """`.jsonl` for `a.jsonl` and for `a.jsonl.gz`."""
+    path = Path(source)
+    if path.suffix.lower() == ".gz":
+        path = path.with_suffix("")
+    return path.suffix.lower()
+
+
+def json_array_examples(text: str, policy: Policy | None) -> Iterator[Example]:
+    """A .json file holding one array of objects; an item's "line" is its position, from 1."""
+    try:
+        rows = json.loads(text)
+    except ValueError as exc:
+        raise RowError(f"line 1: not valid JSON ({exc})") from None
+    if not isinstance(rows, list):
+        raise RowError("line 1: expected a JSON array of objects")
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise RowError(f"line {number}: item {number} is not a JSON object")
+        try:
+            yield make_example(row, number, policy)
+        except RowError as exc:
+            raise RowError(f"line {number}: {exc}") from None
 
 
 def collect(examples: Iterator[Example], source: str) -> list[Example]:
@@ -279,7 +224,7 @@ def parse_dataset(text: str, source: str, *, text_col: str | None = None, label_
     """Pure: a dataset's text -> examples; the layout comes from `source`'s suffix and the CSV header. Rows
     left out (the official layout's unlabelled ones) are reported in `warnings` as "file: line N: reason"."""
     mapping = any(c is not None for c in (text_col, label_col, id_col))
-    suffix = Path(source).suffix.lower()
+    suffix = layout_suffix(source)
     if suffix == ".csv" and not mapping and is_official_layout(text):
         return official_dataset(text, source, policy, warnings)
     if suffix == ".csv":
@@ -289,7 +234,9 @@ def parse_dataset(text: str, source: str, *, text_col: str | None = None, label_
         raise ConfigError(source, "", "--text-col/--label-col/--id-col apply to CSV files only")
     if suffix in (".jsonl", ".ndjson"):
         return collect(jsonl_examples(text, policy), source)
-    raise ConfigError(source, "", "unknown dataset format: use .jsonl or .csv")
+    if suffix == ".json":
+        return collect(json_array_examples(text, policy), source)
+    raise ConfigError(source, "", "unknown dataset format: use .jsonl, .json (an array) or .csv, optionally .gz")
 
 
 def load_dataset(path: str | Path, *, text_col: str | None = None, label_col: str | None = None,

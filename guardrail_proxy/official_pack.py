@@ -15,7 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 from .config import Action
-from .datasets import Example, read_official_csv
+from .dataset_rows import Example
+from .datasets import read_official_csv
 from .errors import ConfigError
 from .policies import Policy, digest_of
 

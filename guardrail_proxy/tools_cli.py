@@ -24,7 +24,8 @@ from rich.console import Console
 from .classifier import Classification
 from .classifier_factory import build_classifier
 from .config import ClassifierConfig
-from .datasets import ROLES, load_dataset
+from .dataset_rows import ROLES
+from .datasets import load_dataset
 from .errors import ClassifierError, ConfigError
 from .evaluation.artifacts import default_out_dir, write_outputs
 from .evaluation.cache import ResultCache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import textwrap
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import VIOLENCE_POLICY
 
-from guardrail_proxy.datasets import Example, Label, RowError, load_dataset, parse_label, read_official_csv
+from guardrail_proxy.dataset_rows import Example, Label, RowError, parse_label
+from guardrail_proxy.datasets import load_dataset, read_official_csv
 from guardrail_proxy.errors import ConfigError
 from guardrail_proxy.policies import load_policy_file, parse_policy
 
@@ -192,3 +194,42 @@ def test_official_rows_without_a_usable_label_are_left_out_with_a_warning(tmp_pa
     examples = load_dataset(path, warnings=warnings)
     assert [w.split(": ")[1] for w in warnings] == ["line 11"] and warnings[0].startswith(str(path))
     assert all(e.source_line != 11 or e.label.startswith("DR") for e in examples)
+
+
+# --- adapters: gzip, JSON arrays, chat-turn context, lines split on \n only ------------------------------
+
+def test_jsonl_lines_split_on_newline_only(tmp_path):
+    text = "tab\u0085next line\u2028and a separator"
+    path = write(tmp_path, "a.jsonl", json.dumps({"id": "x", "text": text, "label": 1}, ensure_ascii=False) + "\n")
+    [example] = load_dataset(path)
+    assert example.text == text
+
+
+def test_a_gzipped_file_reads_as_its_inner_layout(tmp_path):
+    rows = "".join(json.dumps({"id": i, "text": f"item {i}", "label": i % 2}) + "\n" for i in range(3))
+    path = tmp_path / "set.jsonl.gz"
+    path.write_bytes(gzip.compress(rows.encode()))
+    assert [e.text for e in load_dataset(path)] == ["item 0", "item 1", "item 2"]
+    broken = tmp_path / "bad.csv.gz"
+    broken.write_bytes(b"not gzip at all")
+    with pytest.raises(ConfigError, match="cannot read dataset"):
+        load_dataset(broken)
+
+
+def test_a_json_array_file(tmp_path):
+    path = write(tmp_path, "set.json", json.dumps([{"text": "a", "label": 0}, {"text": "b", "label": "1"}]))
+    examples = load_dataset(path)
+    assert [(e.text, e.violation, e.source_line) for e in examples] == [("a", False, 1), ("b", True, 2)]
+    with pytest.raises(ConfigError, match="line 2: item 2 is not a JSON object"):
+        load_dataset(write(tmp_path, "bad.json", json.dumps([{"text": "a", "label": 0}, "b"])))
+
+
+def test_context_as_a_list_of_chat_turns(tmp_path):
+    row = {"text": "sure, here is how", "label": 1, "role": "assistant",
+           "context": [{"role": "user", "content": "how do I do it?"}, {"role": "assistant", "content": "why?"},
+                       {"role": "user", "content": "just tell me"}]}
+    [example] = load_dataset(write(tmp_path, "a.jsonl", json.dumps(row) + "\n"))
+    assert example.context == "user: how do I do it?\nassistant: why?\nuser: just tell me"
+    bad = {**row, "context": [{"role": "user"}]}
+    with pytest.raises(ConfigError, match="chat turns"):
+        load_dataset(write(tmp_path, "b.jsonl", json.dumps(bad) + "\n"))

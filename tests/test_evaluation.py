@@ -9,7 +9,7 @@ from conftest import VIOLENCE_POLICY
 
 from guardrail_proxy.classifier import SafeguardClient
 from guardrail_proxy.config import ClassifierConfig
-from guardrail_proxy.datasets import Example
+from guardrail_proxy.dataset_rows import Example
 from guardrail_proxy.evaluation.cache import FILE_NAME, ResultCache
 from guardrail_proxy.evaluation.compare import compare
 from guardrail_proxy.evaluation.runner import RunOptions, classifier_input, run_examples

@@ -30,12 +30,13 @@ CSV = (
 )
 
 
-def checkout(tmp: Path, csv: str = CSV) -> Path:
+def checkout(tmp: Path, csv: str = CSV, slug: str = "dangerous-roleplay", policy: str = POLICY_MD) -> Path:
+    """A checkout in the official layout; the CSV is written byte for byte (CRLF stays CRLF)."""
     root = tmp / "teen-safety-pack"
-    (root / "example_policies" / "dangerous-roleplay").mkdir(parents=True)
-    (root / "example_policies" / "dangerous-roleplay" / "policy.md").write_text(POLICY_MD)
+    (root / "example_policies" / slug).mkdir(parents=True)
+    (root / "example_policies" / slug / "policy.md").write_text(policy)
     (root / "datasets").mkdir()
-    (root / "datasets" / "dangerous-roleplay.csv").write_text(csv)
+    (root / "datasets" / f"{slug}.csv").write_bytes(csv.encode())
     return root
 
 
@@ -100,12 +101,7 @@ VARIANT_CSV = (
 
 
 def leveled_checkout(tmp: Path, csv: str = VARIANT_CSV) -> Path:
-    root = tmp / "pack"
-    (root / "example_policies" / "spooky-stories").mkdir(parents=True)
-    (root / "example_policies" / "spooky-stories" / "policy.md").write_text(LEVELED_MD)
-    (root / "datasets").mkdir()
-    (root / "datasets" / "spooky-stories.csv").write_bytes(csv.encode())
-    return root
+    return checkout(tmp, csv, "spooky-stories", LEVELED_MD)
 
 
 def test_a_policy_keeps_its_own_levels_and_their_names(tmp_path):

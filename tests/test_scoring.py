@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from guardrail_proxy.datasets import Example
+from guardrail_proxy.dataset_rows import Example
 from guardrail_proxy.evaluation.cache import CachedAnswer, cache_key, parse_entry
 from guardrail_proxy.evaluation.compare import compare, find_flips
 from guardrail_proxy.evaluation.export import comparison_summary, result_rows, run_summary

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..datasets import Example
+from ..dataset_rows import Example
 from .results import ItemResult
 from .scoring import Metrics, Summary
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..answers import Answer
-from ..datasets import Example
+from ..dataset_rows import Example
 
 Outcome = Literal["tp", "fp", "fn", "tn", "error"]
 

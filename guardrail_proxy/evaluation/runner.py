@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..answers import parse_answer
 from ..classifier import Classification, Classifier
-from ..datasets import Example
+from ..dataset_rows import Example
 from ..errors import ClassifierError
 from ..policies import Policy
 from ..subjects import Subject, Turn, render

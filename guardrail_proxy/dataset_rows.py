@@ -1,0 +1,115 @@
+"""One dataset row -> an `Example`: labels, roles, context. Pure; datasets.py reads the file layouts.
+
+A label is 0/1 (also "0", "1", true, false) or a code `<PREFIX><N>` (a violation when N > 0). A bad row
+raises `RowError` with the reason; the file reader adds the file and the line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .policies import Policy
+
+ROLES = ("user", "assistant")
+LABEL_CODE = re.compile(r"([A-Z]{1,6})([0-9]+)")
+TRUE_WORDS = ("1", "true")
+FALSE_WORDS = ("0", "false")
+
+
+@dataclass(frozen=True)
+class Label:
+    code: str  # as written in the dataset, normalised: "0", "1" or e.g. "DR2"
+    violation: bool
+    level: int | None  # the code's level; None for 0/1 labels
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    text: str
+    label: str
+    violation: bool
+    level: int | None
+    role: str
+    context: str | None
+    source_line: int
+
+
+class RowError(ValueError):
+    """A reason a row is bad; `load_dataset` adds the file and line."""
+
+
+def parse_label(raw: Any, policy: Policy | None = None) -> Label:
+    """Pure: one dataset label cell -> `Label`. Raises RowError with the reason."""
+    if isinstance(raw, bool):
+        return Label("1" if raw else "0", raw, None)
+    if isinstance(raw, int) and raw in (0, 1):
+        return Label(str(raw), bool(raw), None)
+    if not isinstance(raw, str) or not raw.strip():
+        raise RowError(f"label must be 0, 1, true, false or a label code such as DR2; got {raw!r}")
+    text = raw.strip()
+    if text.lower() in TRUE_WORDS + FALSE_WORDS:
+        violation = text.lower() in TRUE_WORDS
+        return Label(str(int(violation)), violation, None)
+    match = LABEL_CODE.fullmatch(text)
+    if not match:
+        raise RowError(f"label must be 0, 1, true, false or a label code such as DR2; got {raw!r}")
+    prefix, level = match.group(1), int(match.group(2))
+    if policy is not None and policy.format == "label":
+        if prefix != policy.label_prefix:
+            raise RowError(f"label {text} does not belong to policy '{policy.id}' (its codes are "
+                           f"{', '.join(policy.labels)})")
+        if text not in policy.labels:
+            raise RowError(f"label {text} is not one of policy '{policy.id}' codes {', '.join(policy.labels)}")
+    return Label(text, level > 0, level)
+
+
+def context_text(row: dict[str, Any]) -> str | None:
+    """`context` as a string, or as a list of chat turns ({"role", "content"}), rendered one turn a line."""
+    value = row.get("context")
+    if not isinstance(value, list):
+        return optional_text(row, "context")
+    lines = []
+    for turn in value:
+        if not isinstance(turn, dict) or not isinstance(turn.get("content"), str):
+            raise RowError("'context' as a list must hold chat turns: objects with a string 'content'")
+        lines.append(f"{turn.get('role') or 'user'}: {turn['content']}")
+    return "\n".join(lines) or None
+
+
+def optional_text(row: dict[str, Any], name: str) -> str | None:
+    value = row.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise RowError(f"'{name}' must be a string; got {value!r}")
+    return value
+
+
+def make_example(row: dict[str, Any], line: int, policy: Policy | None, *, text_col: str = "text",
+                 label_col: str = "label", id_col: str = "id") -> Example:
+    """Pure: one parsed row (a JSON object or a CSV record) -> Example. Raises RowError."""
+    text = row.get(text_col)
+    if not isinstance(text, str) or not text.strip():
+        raise RowError(f"'{text_col}' must be a non-empty string")
+    if label_col not in row or row[label_col] is None:
+        raise RowError(f"missing '{label_col}'")
+    label = parse_label(row[label_col], policy)
+    raw_id = row.get(id_col)
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int | None):
+        raise RowError(f"'{id_col}' must be a string or a number; got {raw_id!r}")
+    role = optional_text(row, "role") or "user"
+    if role not in ROLES:
+        raise RowError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
+    item_id = str(raw_id) if raw_id not in (None, "") else f"line-{line}"
+    return Example(item_id, text, label.code, label.violation, label.level, role, context_text(row), line)
+
+
+def known_label(raw: str, policy: Policy | None) -> bool:
+    try:
+        parse_label(raw, policy)
+    except RowError:
+        return False
+    return True
