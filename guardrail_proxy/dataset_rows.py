@@ -113,3 +113,35 @@ def known_label(raw: str, policy: Policy | None) -> bool:
     except RowError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """How a set's own labels become ours: a map of its words (`safe=0,unsafe=1`, matched case-insensitively)
+    or one label for every item (an all-harmful set). Neither: the labels are read as they are."""
+
+    mapping: tuple[tuple[str, str], ...] = ()
+    constant: str | None = None
+
+    def applied(self, row: dict[str, Any], label_col: str) -> dict[str, Any]:
+        if self.constant is not None:
+            return {**row, label_col: self.constant}
+        if not self.mapping or label_col not in row:
+            return row
+        raw = row[label_col]
+        key = str(raw).strip().lower()
+        table = dict(self.mapping)
+        if key not in table:
+            raise RowError(f"label {raw!r} is not in the label map ({', '.join(k for k, _ in self.mapping)})")
+        return {**row, label_col: table[key]}
+
+
+def parse_label_map(text: str) -> tuple[tuple[str, str], ...]:
+    """'safe=0,unsafe=1' -> (("safe", "0"), ("unsafe", "1")). Raises ValueError with the reason."""
+    pairs = []
+    for item in text.split(","):
+        word, sep, label = item.partition("=")
+        if not sep or not word.strip() or not label.strip():
+            raise ValueError(f"expected word=label pairs separated by commas, such as safe=0,unsafe=1; got {item!r}")
+        pairs.append((word.strip().lower(), label.strip()))
+    return tuple(pairs)

@@ -29,10 +29,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .dataset_rows import Example, RowError, known_label, make_example
+from .dataset_rows import Example, LabelRule, RowError, known_label, make_example
 from .errors import ConfigError
 from .policies import Policy
 
+NO_RULE = LabelRule()
 # The official pack's two header variants (compared lower-cased): prompt, its label, a response, its label.
 OFFICIAL_HEADERS = (
     ("example", "classification", "responses", "response label"),
@@ -117,30 +118,30 @@ def official_examples(text: str, policy: Policy | None, warnings: list[str] | No
 
 
 def mapped_examples(text: str, policy: Policy | None, text_col: str, label_col: str,
-                    id_col: str) -> Iterator[Example]:
+                    id_col: str, labels: LabelRule = NO_RULE) -> Iterator[Example]:
     """Pure: a CSV with a header row -> examples, columns picked by name."""
     records = csv_records(text, first_line=1)
     first = next(records, None)
     if first is None:
         return
     header = [c.strip() for c in first[1]]
-    for column in (text_col, label_col):
+    for column in (text_col, label_col) if labels.constant is None else (text_col,):
         if column not in header:
             raise RowError(f"line {first[0]}: no column '{column}'; columns are {', '.join(header)}")
     for line, cells in records:
         if len(cells) != len(header):
             raise RowError(f"line {line}: {len(cells)} cells but the header has {len(header)}")
         try:
-            yield make_example(dict(zip(header, cells, strict=True)), line, policy, text_col=text_col,
-                               label_col=label_col, id_col=id_col)
+            row = labels.applied(dict(zip(header, cells, strict=True)), label_col)
+            yield make_example(row, line, policy, text_col=text_col, label_col=label_col, id_col=id_col)
         except RowError as exc:
             raise RowError(f"line {line}: {exc}") from None
 
 
-def jsonl_examples(text: str, policy: Policy | None) -> Iterator[Example]:
+def jsonl_examples(text: str, policy: Policy | None, labels: LabelRule = NO_RULE) -> Iterator[Example]:
     for line, row in jsonl_rows(text):
         try:
-            yield make_example(row, line, policy)
+            yield make_example(labels.applied(row, "label"), line, policy)
         except RowError as exc:
             raise RowError(f"line {line}: {exc}") from None
 
@@ -189,7 +190,7 @@ def layout_suffix(source: str) -> str:
     return path.suffix.lower()
 
 
-def json_array_examples(text: str, policy: Policy | None) -> Iterator[Example]:
+def json_array_examples(text: str, policy: Policy | None, labels: LabelRule = NO_RULE) -> Iterator[Example]:
     """A .json file holding one array of objects; an item's "line" is its position, from 1."""
     try:
         rows = json.loads(text)
@@ -201,7 +202,7 @@ def json_array_examples(text: str, policy: Policy | None) -> Iterator[Example]:
         if not isinstance(row, dict):
             raise RowError(f"line {number}: item {number} is not a JSON object")
         try:
-            yield make_example(row, number, policy)
+            yield make_example(labels.applied(row, "label"), number, policy)
         except RowError as exc:
             raise RowError(f"line {number}: {exc}") from None
 
@@ -220,7 +221,7 @@ def collect(examples: Iterator[Example], source: str) -> list[Example]:
 
 def parse_dataset(text: str, source: str, *, text_col: str | None = None, label_col: str | None = None,
                   id_col: str | None = None, policy: Policy | None = None,
-                  warnings: list[str] | None = None) -> list[Example]:
+                  warnings: list[str] | None = None, labels: LabelRule = NO_RULE) -> list[Example]:
     """Pure: a dataset's text -> examples; the layout comes from `source`'s suffix and the CSV header. Rows
     left out (the official layout's unlabelled ones) are reported in `warnings` as "file: line N: reason"."""
     mapping = any(c is not None for c in (text_col, label_col, id_col))
@@ -228,23 +229,23 @@ def parse_dataset(text: str, source: str, *, text_col: str | None = None, label_
     if suffix == ".csv" and not mapping and is_official_layout(text):
         return official_dataset(text, source, policy, warnings)
     if suffix == ".csv":
-        return collect(mapped_examples(text, policy, text_col or "text", label_col or "label", id_col or "id"),
-                       source)
+        return collect(mapped_examples(text, policy, text_col or "text", label_col or "label", id_col or "id",
+                                       labels), source)
     if mapping:
         raise ConfigError(source, "", "--text-col/--label-col/--id-col apply to CSV files only")
     if suffix in (".jsonl", ".ndjson"):
-        return collect(jsonl_examples(text, policy), source)
+        return collect(jsonl_examples(text, policy, labels), source)
     if suffix == ".json":
-        return collect(json_array_examples(text, policy), source)
+        return collect(json_array_examples(text, policy, labels), source)
     raise ConfigError(source, "", "unknown dataset format: use .jsonl, .json (an array) or .csv, optionally .gz")
 
 
 def load_dataset(path: str | Path, *, text_col: str | None = None, label_col: str | None = None,
                  id_col: str | None = None, policy: Policy | None = None,
-                 warnings: list[str] | None = None) -> list[Example]:
+                 warnings: list[str] | None = None, labels: LabelRule = NO_RULE) -> list[Example]:
     path = Path(path)
     return parse_dataset(read_text(path), str(path), text_col=text_col, label_col=label_col, id_col=id_col,
-                         policy=policy, warnings=warnings)
+                         policy=policy, warnings=warnings, labels=labels)
 
 
 def read_official_csv(path: str | Path, *, policy: Policy | None = None,

@@ -24,7 +24,7 @@ from rich.console import Console
 from .classifier import Classification
 from .classifier_factory import build_classifier
 from .config import ClassifierConfig
-from .dataset_rows import ROLES
+from .dataset_rows import ROLES, LabelRule, parse_label_map
 from .datasets import load_dataset
 from .errors import ClassifierError, ConfigError
 from .evaluation.artifacts import default_out_dir, write_outputs
@@ -89,6 +89,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     evaluate.add_argument("--text-col", help="CSV column holding the text (default: text)")
     evaluate.add_argument("--label-col", help="CSV column holding the label (default: label)")
     evaluate.add_argument("--id-col", help="CSV column holding the item id (default: id)")
+    labels = evaluate.add_mutually_exclusive_group()
+    labels.add_argument("--label-map", help="the set's own label words as ours, e.g. safe=0,unsafe=1 or "
+                                            "hateful=1,non-hateful=0 (case-insensitive)")
+    labels.add_argument("--label", dest="constant_label", help="one label for every item (an all-harmful set: 1)")
     evaluate.add_argument("--concurrency", type=positive_int, default=8, help="classifier calls in flight (8)")
     evaluate.add_argument("--cache-dir", default=".guardrail-cache", help="answer cache (default: .guardrail-cache)")
     evaluate.add_argument("--out", help="output directory (default: eval-results/<timestamp>)")
@@ -203,6 +207,15 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 # eval ----------------------------------------------------------------------------------------------------
 
+def label_rule(args: argparse.Namespace) -> LabelRule:
+    if args.label_map:
+        try:
+            return LabelRule(mapping=parse_label_map(args.label_map))
+        except ValueError as exc:
+            raise ConfigError("--label-map", "", str(exc)) from None
+    return LabelRule(constant=args.constant_label)
+
+
 async def run_versions(target: Target, args: argparse.Namespace, settings: Settings, console: Console,
                        started: datetime) -> list[EvalRun]:
     # --concurrency is the user's explicit ask: the client's own cap must not quietly lower it.
@@ -210,8 +223,9 @@ async def run_versions(target: Target, args: argparse.Namespace, settings: Setti
         update={"max_concurrency": max(target.classifier.max_concurrency, args.concurrency)})
     # Validating labels against every version catches a compare of two different policies' codes early.
     warnings: list[str] = []
+    rule = label_rule(args)
     examples = [load_dataset(args.dataset, text_col=args.text_col, label_col=args.label_col, id_col=args.id_col,
-                             policy=policy, warnings=warnings) for policy in target.policies][-1]
+                             policy=policy, warnings=warnings, labels=rule) for policy in target.policies][-1]
     for warning in dict.fromkeys(warnings):  # once, though each policy version read the set
         print(f"warning: {warning}", file=sys.stderr)
     options = RunOptions(cfg.model, cfg.reasoning_effort, args.concurrency)

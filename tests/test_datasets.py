@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import VIOLENCE_POLICY
 
-from guardrail_proxy.dataset_rows import Example, Label, RowError, parse_label
+from guardrail_proxy.dataset_rows import Example, Label, LabelRule, RowError, parse_label, parse_label_map
 from guardrail_proxy.datasets import load_dataset, read_official_csv
 from guardrail_proxy.errors import ConfigError
 from guardrail_proxy.policies import load_policy_file, parse_policy
@@ -233,3 +233,28 @@ def test_context_as_a_list_of_chat_turns(tmp_path):
     bad = {**row, "context": [{"role": "user"}]}
     with pytest.raises(ConfigError, match="chat turns"):
         load_dataset(write(tmp_path, "b.jsonl", json.dumps(bad) + "\n"))
+
+
+# --- label words and constant labels ---------------------------------------------------------------------
+
+def test_a_label_map_turns_a_sets_words_into_labels(tmp_path):
+    path = write(tmp_path, "a.csv", "text,label\nhi,SAFE\nawful,unsafe\n")
+    examples = load_dataset(path, labels=LabelRule(mapping=parse_label_map("safe=0,unsafe=1")))
+    assert [(e.text, e.violation) for e in examples] == [("hi", False), ("awful", True)]
+    with pytest.raises(ConfigError, match="line 3: label 'unsure' is not in the label map"):
+        load_dataset(write(tmp_path, "b.csv", "text,label\nhi,safe\nhm,unsure\n"),
+                     labels=LabelRule(mapping=parse_label_map("safe=0,unsafe=1")))
+
+
+def test_a_constant_label_needs_no_label_column(tmp_path):
+    path = write(tmp_path, "a.csv", "text\nsomething harmful\nsomething worse\n")
+    examples = load_dataset(path, labels=LabelRule(constant="1"))
+    assert [e.violation for e in examples] == [True, True]
+    jsonl = write(tmp_path, "b.jsonl", json.dumps({"text": "x", "label": 0}) + "\n")
+    assert load_dataset(jsonl, labels=LabelRule(constant="1"))[0].violation is True
+
+
+@pytest.mark.parametrize("text", ["safe", "safe=", "=0", "safe=0,,unsafe=1"])
+def test_a_malformed_label_map_says_how_to_write_it(text):
+    with pytest.raises(ValueError, match="word=label pairs"):
+        parse_label_map(text)

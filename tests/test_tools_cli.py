@@ -263,3 +263,21 @@ def test_bad_usage_is_an_argparse_exit_2(argv):
     with pytest.raises(SystemExit) as info:
         run_cli(argv)
     assert info.value.code == 2
+
+
+def test_eval_with_a_label_map(endpoint, tmp_path):
+    _behaviour, flags, policy = endpoint
+    data = tmp_path / "words.csv"
+    data.write_text("text,label\na pillow fight,safe\na gore scene,unsafe\n")
+    assert run_cli(["eval", "--policy", str(policy), "--dataset", str(data), "--label-map", "safe=0,unsafe=1",
+                    *flags, "--quiet", "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["metrics"]["counts"]["errors"] == 0 and summary["items"] == 2
+
+
+def test_eval_rejects_a_malformed_label_map(endpoint, tmp_path, capsys):
+    _behaviour, flags, policy = endpoint
+    data = dataset(tmp_path, [("a", "hi", "0")])
+    assert run_cli(["eval", "--policy", str(policy), "--dataset", str(data), "--label-map", "safe", *flags,
+                    "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 2
+    assert "word=label pairs" in capsys.readouterr().err
