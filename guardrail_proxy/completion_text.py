@@ -2,8 +2,8 @@
 
 Each choice is one text: its message (message_text), every other string of the choice, and its logprobs
 when the route checks them. Strings outside the choices (a provider's top-level extras) are one more text,
-under the subject index REPLY_FIELDS: they belong to no choice, so a violation there blocks the reply rather
-than rewrite a choice.
+under the subject index decisions.OUTSIDE: they belong to no choice, so a violation there blocks the reply
+rather than rewrite a choice.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from openai.types.chat import ChatCompletion
 
 from .config import RouteConfig
+from .decisions import OUTSIDE
 from .extract import text_of
 from .protocol import ChatRequest, Message
 from .subjects import Subject, Turn, message_text, output_subject
@@ -19,7 +20,6 @@ from .windows import logprob_text
 CHOICE_STRUCTURE = frozenset({"index", "message", "finish_reason", "logprobs"})
 COMPLETION_STRUCTURE = frozenset({"id", "object", "created", "model", "system_fingerprint", "service_tier",
                                   "choices"})
-REPLY_FIELDS = -1
 
 
 def completion_subjects(completion: ChatCompletion, chat: ChatRequest, route: RouteConfig) -> list[Subject]:
@@ -33,5 +33,5 @@ def completion_subjects(completion: ChatCompletion, chat: ChatRequest, route: Ro
             subjects.append(output_subject(text, chat.messages, route.output, choice.index))
     top = text_of(completion.model_dump(mode="json", exclude_none=True, warnings=False), skip=COMPLETION_STRUCTURE)
     if top:
-        subjects.append(Subject(Turn("assistant", top), index=REPLY_FIELDS))
+        subjects.append(Subject(Turn("assistant", top), index=OUTSIDE))
     return subjects

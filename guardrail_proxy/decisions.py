@@ -15,6 +15,9 @@ from .policies import Policy
 
 Phase = Literal["input", "output"]
 ACTION_STRENGTH = {Action.LOG: 1, Action.ANNOTATE: 2, Action.REWRITE: 3, Action.BLOCK: 4}
+# The subject index of text that belongs to no message or choice: request fields beyond the messages, reply
+# fields outside the choices. Such text cannot be rewritten in place.
+OUTSIDE = -1
 # Failures that say something about this request or about load, not about the classifier being down: the
 # classifier refused the text, its answer was off-format (a text can provoke that), our queue to it is full,
 # or the request needs too many checks. A fail-open route must not pass them unchecked.
@@ -86,6 +89,13 @@ class Decision:
     def action_of(self, verdict: Verdict) -> str | None:
         """The action a verdict of this decision triggered, if any (for summaries and audit records)."""
         return next((t.action.value for t in self.triggered if t.verdict is verdict), None)
+
+    @property
+    def blocks(self) -> bool:
+        """A block, or a rewrite that would have to rewrite text outside any message or choice."""
+        if self.outcome is Outcome.BLOCK:
+            return True
+        return self.outcome is Outcome.REWRITE and any(t.verdict.subject == OUTSIDE for t in self.triggered)
 
     @property
     def strongest(self) -> Triggered | None:

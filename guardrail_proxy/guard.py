@@ -15,7 +15,7 @@ from typing import Any
 from openai.types.chat import ChatCompletion
 
 from .audit import AuditRecord
-from .completion_text import REPLY_FIELDS, completion_subjects
+from .completion_text import completion_subjects
 from .config import RouteConfig, UpstreamConfig
 from .decisions import Decision, Outcome
 from .pipeline import Checker
@@ -33,11 +33,7 @@ from .responses import (
 )
 from .rewriting import rewrite_input
 from .streaming import ChunkFeed, StreamRelay, refusal_stream
-from .subjects import (
-    REQUEST_FIELDS,
-    input_subjects,
-    request_fields_subject,
-)
+from .subjects import input_subjects, request_fields_subject
 from .upstream import Upstream
 
 
@@ -117,9 +113,7 @@ class Exchange:
         self.decisions.append(decision)
         if decision.outcome is Outcome.UNAVAILABLE:
             raise unavailable(decision)
-        # A tool definition or a schema cannot be rewritten like a message: a violation there blocks.
-        in_fields = any(t.verdict.subject == REQUEST_FIELDS for t in decision.triggered)
-        if decision.outcome is Outcome.BLOCK or (decision.outcome is Outcome.REWRITE and in_fields):
+        if decision.blocks:  # a tool definition or a schema cannot be rewritten like a message
             return chat, self.blocked(decision, chat)
         if decision.outcome is Outcome.REWRITE:
             return rewrite_input(chat, decision, self.route.rewrite_input), None
@@ -135,9 +129,7 @@ class Exchange:
             self.decisions.append(decision)
             if decision.outcome is Outcome.UNAVAILABLE:
                 raise unavailable(decision)
-            # Text outside the choices cannot be rewritten choice by choice: a violation there blocks.
-            outside = any(t.verdict.subject == REPLY_FIELDS for t in decision.triggered)
-            if decision.outcome is Outcome.BLOCK or (decision.outcome is Outcome.REWRITE and outside):
+            if decision.blocks:  # text outside the choices cannot be rewritten choice by choice
                 return self.blocked_reply(decision, chat)
             if decision.outcome is Outcome.REWRITE:
                 body = rewrite_choices(completion, decision)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import InputCheck, OutputCheck
+from .decisions import OUTSIDE
 from .extract import text_of
 from .protocol import Message
 
@@ -113,13 +114,10 @@ REQUEST_STRUCTURE = frozenset({
     "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "parallel_tool_calls",
     "reasoning_effort", "service_tier", "store", "stream_options", "modalities", "user",
 })
-REQUEST_FIELDS = -1  # the subject index of the request's fields beyond its messages
-
-
 def request_fields_subject(body: dict[str, object]) -> Subject | None:
     """Text the model will read from the request outside its messages, judged as one more input text."""
     text = text_of(body, skip=REQUEST_STRUCTURE)
-    return Subject(Turn("request", text), index=REQUEST_FIELDS) if text else None
+    return Subject(Turn("request", text), index=OUTSIDE) if text else None
 
 
 def tool_call_text(name: str | None, arguments: str | None) -> str:

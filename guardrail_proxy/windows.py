@@ -16,6 +16,7 @@ from typing import Any
 
 from openai.types.chat import ChatCompletionChunk
 
+from .decisions import OUTSIDE
 from .extract import leaves, strings
 from .subjects import CALL_STRUCTURE
 
@@ -74,12 +75,12 @@ def chunk_texts(chunk: ChatCompletionChunk, read_logprobs: bool = False) -> dict
     (a provider's reasoning, an audio transcript, fields no SDK declares), each field its own destination."""
     texts: dict[Dest, str] = {}
     # Strings outside the choices (a provider's extras, text riding on a `choices: []` chunk) belong to no
-    # choice: destination index -1, each field on its own.
+    # choice: destination index OUTSIDE (-1), each field on its own.
     if chunk.model_extra or chunk.model_fields_set - CHUNK_MODELLED:
         top = chunk.model_dump(mode="json", exclude_none=True, exclude={"choices"}, warnings=False)
         for key, value in top.items():
             if key not in CHUNK_STRUCTURE:
-                add_leaves(texts, -1, "chunk", {key: value})
+                add_leaves(texts, OUTSIDE, "chunk", {key: value})
     for choice in chunk.choices:
         i = choice.index
         data = choice.model_dump(mode="json", exclude_none=True, warnings=False)

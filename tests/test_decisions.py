@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guardrail_proxy.config import Action, PolicyRule, RouteConfig
-from guardrail_proxy.decisions import CheckFailure, Outcome, Verdict, combine
+from guardrail_proxy.decisions import OUTSIDE, CheckFailure, Decision, Outcome, Triggered, Verdict, combine
 from guardrail_proxy.policies import Policy
 
 
@@ -72,3 +72,15 @@ def test_strongest_prefers_action_then_severity():
     rules = (PolicyRule(id="a", action=Action.BLOCK), PolicyRule(id="b", action=Action.BLOCK))
     decision = combine("input", [verdict("a", 1), verdict("b", 3)], route(*rules), POLICIES)
     assert decision.strongest is not None and decision.strongest.verdict.policy_id == "b"
+
+
+@pytest.mark.parametrize(("outcome", "subject", "blocks"), [
+    (Outcome.BLOCK, 0, True),
+    (Outcome.REWRITE, 0, False),
+    (Outcome.REWRITE, OUTSIDE, True),   # text outside any message or choice cannot be rewritten in place
+    (Outcome.ANNOTATE, OUTSIDE, False),
+])
+def test_a_decision_blocks(outcome, subject, blocks):
+    verdict = Verdict("p", "d", "input", True, 2, "TV2", subject=subject)
+    decision = Decision("input", outcome, (verdict,), (Triggered(verdict, Action.REWRITE, "no", "safe"),))
+    assert decision.blocks is blocks
