@@ -108,7 +108,9 @@ class Exchange:
         if not self.route.input.enabled:
             return chat, None
         subjects = input_subjects(chat.messages, self.route.input)
-        fields = request_fields_subject(chat.forwarded(self.upstream_model))
+        # The forwarded body's fields beyond messages, model, n and stream are the request's extras as sent:
+        # read them there rather than dump the whole request (messages included) a second time.
+        fields = request_fields_subject(chat.model_extra or {})
         decision = await self.checker.check("input", [*subjects, *([fields] if fields else [])], self.route)
         self.decisions.append(decision)
         if decision.outcome is Outcome.UNAVAILABLE:
