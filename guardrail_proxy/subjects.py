@@ -11,7 +11,7 @@ system message; content is never concatenated into it).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,36 +74,36 @@ def message_text(message: Message) -> str:
 CALL_STRUCTURE = frozenset({"index", "id", "type", "function", "custom"})
 
 
-@dataclass(frozen=True)
-class CallPart:
-    """One part of a tool call: its payload (with the tool's name, when this piece carries it), or any other
-    text of the call."""
-
-    text: str
-    payload: bool = False
-    name: str | None = None
+CALL_PAYLOADS = (("function", "arguments"), ("custom", "input"))
+Payload = tuple[str | None, str | None]  # (tool name, payload), each when this call or piece carries it
 
 
-def call_fields(call: dict[str, Any]) -> Iterator[CallPart]:
-    """The parts of a tool call: the function's or custom tool's payload (arguments or input, read as text
-    whatever its JSON type), then every other string. The one reader of calls for whole messages and for
-    streamed deltas alike."""
-    for kind, payload_key in (("function", "arguments"), ("custom", "input")):
-        body = call.get(kind)
-        if isinstance(body, dict):
-            name, payload = body.get("name"), body.get(payload_key)
-            yield CallPart(payload if isinstance(payload, str) else text_of(payload), True,
-                           name if isinstance(name, str) else None)
-            yield CallPart(text_of(body, skip={"name", payload_key}))
-        elif body is not None:
-            yield CallPart(text_of(body))
-    yield CallPart(text_of(call, skip=CALL_STRUCTURE))
+def split_call(call: dict[str, Any]) -> tuple[list[Payload], dict[str, Any]]:
+    """A tool, custom-tool or legacy function call as its (name, payload) pairs, where the payload is the
+    function's arguments or the custom tool's input as a string, and the rest of the call's JSON, which holds
+    every other text (a name or payload of another JSON type included). The one reader of calls, for whole
+    messages (call_text) and for streamed deltas (windows.add_call) alike."""
+    payloads: list[Payload] = []
+    rest = {k: v for k, v in call.items() if k not in CALL_STRUCTURE}
+    for kind, payload_key in CALL_PAYLOADS:
+        inner = call.get(kind)
+        if isinstance(inner, dict):
+            name, payload = inner.get("name"), inner.get(payload_key)
+            payloads.append((name if isinstance(name, str) else None,
+                             payload if isinstance(payload, str) else None))
+            leftover = {k: v for k, v in inner.items() if not (k in ("name", payload_key) and isinstance(v, str))}
+            if leftover:
+                rest[kind] = leftover
+        elif inner is not None:
+            rest[kind] = inner
+    return payloads, rest
 
 
 def call_text(call: dict[str, Any]) -> str:
     """A tool, custom-tool or legacy function call: "[tool call NAME] ARGUMENTS", then any other strings."""
-    texts = [tool_call_text(p.name, p.text) if p.payload else p.text for p in call_fields(call)]
-    return "\n".join(t for t in texts if t)
+    payloads, rest = split_call(call)
+    texts = [tool_call_text(name, payload) for name, payload in payloads]
+    return "\n".join(t for t in [*texts, text_of(rest)] if t)
 
 
 # The request's own structural fields; every other string outside `messages` is input text: tool and

@@ -18,7 +18,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from .decisions import OUTSIDE
 from .extract import leaves, strings
-from .subjects import CALL_STRUCTURE
+from .subjects import split_call
 
 
 def call_parts(name: str | None, arguments: str | None) -> list[str]:
@@ -39,27 +39,16 @@ Dest = tuple[int, str]
 
 
 def add_call(texts: dict[Dest, str], dest: Dest, call: dict[str, Any]) -> None:
-    """A streamed call's payload (a string) goes to `dest`, piece after piece as a client joins them; every
-    other text of the call to destinations of its own, one per JSON path, so none breaks another's
-    continuity."""
-    index, name = dest
-    for kind, payload_key in (("function", "arguments"), ("custom", "input")):
-        inner = call.get(kind)
-        if isinstance(inner, dict):
-            tool, payload = inner.get("name"), inner.get(payload_key)
-            add(texts, dest, call_parts(tool if isinstance(tool, str) else None,
-                                        payload if isinstance(payload, str) else None))
-            rest = {k: v for k, v in inner.items()
-                    if not (k in ("name", payload_key) and isinstance(v, str))}
-            add_leaves(texts, index, f"{name} {kind}", rest)
-        elif inner is not None:
-            add_leaves(texts, index, f"{name} {kind}", inner)
-    add_leaves(texts, index, name, call, skip=CALL_STRUCTURE)
+    """A streamed call's payload goes to `dest`, piece after piece as a client joins them; every other text
+    of the call to destinations of its own, one per JSON path, so none breaks another's continuity."""
+    payloads, rest = split_call(call)
+    for tool, payload in payloads:
+        add(texts, dest, call_parts(tool, payload))
+    add_leaves(texts, dest[0], dest[1], rest)
 
 
-def add_leaves(texts: dict[Dest, str], index: int, prefix: str, value: object,
-               skip: frozenset[str] = frozenset()) -> None:
-    for path, text in leaves(value, prefix, skip=skip):
+def add_leaves(texts: dict[Dest, str], index: int, prefix: str, value: object) -> None:
+    for path, text in leaves(value, prefix):
         add(texts, (index, path), [text])
 
 

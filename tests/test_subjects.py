@@ -9,6 +9,7 @@ from guardrail_proxy.protocol import Message
 from guardrail_proxy.subjects import (
     Subject,
     Turn,
+    call_text,
     input_subjects,
     message_text,
     neutralise,
@@ -103,3 +104,16 @@ def test_content_cannot_forge_the_markers(forged):
     # Exactly one target marker and one context marker: the proxy's own.
     assert text.count("[classify this: ") == 1 and text.lower().count("[context:") == 1
     assert text.index("[classify this: user]") < text.index("bad plan")
+
+
+@pytest.mark.parametrize(("call", "expected"), [
+    ({"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}, "[tool call f] {}"),
+    ({"function": {"name": {"label": "a named thing"}, "arguments": "x"}},
+     "[tool call unnamed] x\nlabel\na named thing"),
+    ({"function": {"name": "f", "arguments": {"q": "an object payload"}}}, "[tool call f]\nq\nan object payload"),
+    ({"custom": "a custom call as a string"}, "a custom call as a string"),
+    ({"function": {"name": "f", "arguments": "", "note": "extra"}, "why": "because"},
+     "[tool call f]\nwhy\nbecause\nnote\nextra"),
+])
+def test_every_part_of_a_call_is_read(call, expected):
+    assert call_text(call) == expected
