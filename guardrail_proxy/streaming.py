@@ -45,6 +45,12 @@ def chunk_json(chunk: ChatCompletionChunk) -> dict[str, Any]:
     return chunk.model_dump(mode="json", exclude_unset=True, warnings=False)
 
 
+def internal_failure(exc: Exception) -> GuardrailProxyError:
+    """A fault of the proxy's own while relaying: a fixed text for the client, the fault for the audit."""
+    return GuardrailProxyError("the guardrail proxy failed while checking this stream",
+                               detail=f"{type(exc).__name__}: {exc}")
+
+
 def final_chunk(text: str, *, chunk_id: str, model: str, created: int, with_role: bool,
                 choices: int = 1) -> dict[str, Any]:
     delta: dict[str, Any] = {"content": text}
@@ -147,10 +153,7 @@ class StreamRelay:
                 yield event
             self.finished = True
         finally:
-            if not self.finished:
-                if self.record.status == 200:
-                    self.record.status, self.record.error = 499, "the client closed the stream"
-                self.stop_upstream()
+            self.abandon()
             # Synchronous first: when the client hangs up, the server's cancel scope may cancel every
             # await in here again, and the upstream must be closed and the record written regardless.
             reader.cancel()
@@ -164,13 +167,18 @@ class StreamRelay:
     async def close(self) -> None:
         """Run by the response however the stream ended, even when its body never started: stop the model
         and run the end hooks (both are no-ops after a stream that ran to its end)."""
-        if not self.finished:
-            if self.record.status == 200:
-                self.record.status, self.record.error = 499, "the client closed the stream"
-            self.stop_upstream()
+        self.abandon()
         self.on_done()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(self.feed.task, return_exceptions=True)
+
+    def abandon(self) -> None:
+        """A stream that did not reach its end: the client left (or never got a byte); stop the model."""
+        if self.finished:
+            return
+        if self.record.status == 200:
+            self.record.status, self.record.error = 499, "the client closed the stream"
+        self.stop_upstream()
 
     def stop_upstream(self) -> None:
         """Stop reading the model; the audit says so when its stream was still running."""
@@ -185,8 +193,7 @@ class StreamRelay:
             await self._read_windows()
         except Exception as exc:
             log.exception("the stream reader failed")
-            self.items.put_nowait(GuardrailProxyError("the guardrail proxy failed while checking this stream",
-                                                      detail=f"{type(exc).__name__}: {exc}"))
+            self.items.put_nowait(internal_failure(exc))
 
     async def _read_windows(self) -> None:
         windower = Windower(None if self.mode in ("buffer", "post") else self.route.output.window_chars,
@@ -236,8 +243,7 @@ class StreamRelay:
                 decision = await item.check
             except Exception as exc:  # a fault in the check itself, not a verdict: the stream stops here
                 log.exception("an output check failed")
-                error = GuardrailProxyError("the guardrail proxy failed while checking this stream",
-                                            detail=f"{type(exc).__name__}: {exc}")
+                error = internal_failure(exc)
                 self.record.status, self.record.error = error.status_code, error.logged
                 yield sse(error.to_body())
                 return
