@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from .classifier import Classification, Classifier
-from .config import RouteConfig
+from .config import ClassifierConfig, RouteConfig
 from .decisions import CheckFailure, CheckOutcome, Decision, Outcome, Phase, Verdict, combine
 from .errors import ClassifierError
 from .policies import Policy
@@ -21,8 +21,10 @@ from .subjects import Subject, render
 
 log = logging.getLogger("guardrail_proxy.pipeline")
 OnOutcome = Callable[[CheckOutcome], None]
-DEFAULT_MAX_CHARS = 24_000  # ClassifierConfig.max_input_chars's default
-DEFAULT_CAPACITY = 64 + 512  # ClassifierConfig.max_concurrency + max_queue defaults
+# For a Checker built without per-classifier budgets (tests): the config's own defaults, not copies of them.
+DEFAULT_MAX_CHARS: int = ClassifierConfig.model_fields["max_input_chars"].default
+DEFAULT_CAPACITY: int = (ClassifierConfig.model_fields["max_concurrency"].default
+                         + ClassifierConfig.model_fields["max_queue"].default)
 
 
 @dataclass(frozen=True)
