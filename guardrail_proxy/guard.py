@@ -134,7 +134,7 @@ class Exchange:
             if decision.blocks:  # text outside the choices cannot be rewritten choice by choice
                 return self.blocked_reply(decision, chat)
             if decision.outcome is Outcome.REWRITE:
-                body = rewrite_choices(completion, decision)
+                rewrite_choices(body, decision)
         if self.route.output.logprobs == "strip" or not self.route.output.enabled:
             strip_logprobs(body)
         return self.finish(Reply(200, body))

@@ -14,8 +14,6 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from openai.types.chat import ChatCompletion
-
 from .decisions import ACTION_STRENGTH, CheckFailure, Decision, Outcome, Triggered, Verdict
 from .errors import (
     ContentNotCheckable,
@@ -154,9 +152,9 @@ def strongest(decision: Decision) -> Triggered:
     return found
 
 
-def rewrite_choices(completion: ChatCompletion, decision: Decision) -> dict[str, Any]:
-    """Replace each violating choice with the safe text of the strongest rule that fired on it."""
-    body = completion.model_dump(mode="json", exclude_unset=True, warnings=False)
+def rewrite_choices(body: dict[str, Any], decision: Decision) -> None:
+    """Replace, in the completion's JSON, each violating choice with the safe text of the strongest rule that
+    fired on it."""
     by_choice: dict[int, Triggered] = {}
     for trig in decision.triggered:
         current = by_choice.get(trig.verdict.subject)
@@ -172,7 +170,6 @@ def rewrite_choices(completion: ChatCompletion, decision: Decision) -> dict[str,
         # a provider's extra fields) rides along with the safe text.
         choices[position] = {"index": index, "message": {"role": "assistant", "content": chosen.safe_text},
                              "finish_reason": "content_filter", "logprobs": None}
-    return body
 
 
 def strip_logprobs(body: dict[str, Any]) -> None:
