@@ -1,18 +1,27 @@
-"""One dataset row -> an `Example`: labels, roles, context. Pure; datasets.py reads the file layouts.
+"""One dataset row -> an `Example`: labels, roles, context, categories. Pure; datasets.py reads the layouts.
 
 A label is 0/1 (also "0", "1", true, false) or a code `<PREFIX><N>` (a violation when N > 0). A bad row
 raises `RowError` with the reason; the file reader adds the file and the line.
+
+Context is kept as chat turns, so an eval can rebuild the conversation the proxy would see: a string is one
+user turn (the message before the judged one), a list of `{"role", "content"}` objects is the turns as
+given, and a CSV cell holding such a list as JSON is read as that list.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from .policies import Policy
+from .subjects import Turn
 
 ROLES = ("user", "assistant")
+CONTEXT_ROLES = ("system", "developer", "user", "assistant", "tool")
+ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}  # common in chat sets
 LABEL_CODE = re.compile(r"([A-Z]{1,6})([0-9]+)")
 TRUE_WORDS = ("1", "true")
 FALSE_WORDS = ("0", "false")
@@ -33,8 +42,23 @@ class Example:
     violation: bool
     level: int | None
     role: str
-    context: str | None
+    context: tuple[Turn, ...]
     source_line: int
+    categories: tuple[str, ...] = ()
+    source: str | None = None  # the row's own `source` field: which public set an aggregated row came from
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which field (JSON) or column (CSV) holds each part of a row."""
+
+    text: str = "text"
+    label: str = "label"
+    id: str = "id"
+    role: str = "role"
+    context: str = "context"
+    categories: str = "categories"
+    source: str = "source"
 
 
 class RowError(ValueError):
@@ -66,17 +90,38 @@ def parse_label(raw: Any, policy: Policy | None = None) -> Label:
     return Label(text, level > 0, level)
 
 
-def context_text(row: dict[str, Any]) -> str | None:
-    """`context` as a string, or as a list of chat turns ({"role", "content"}), rendered one turn a line."""
-    value = row.get("context")
+def context_turns(value: Any, name: str) -> tuple[Turn, ...]:
+    """A context cell -> turns: empty, a string (one user turn), or a list of chat turns (also as JSON text)."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str) and value.lstrip().startswith("[{"):
+        with contextlib.suppress(ValueError):  # text that merely starts like JSON stays one turn, as written
+            value = json.loads(value)
+    if isinstance(value, str):
+        return (Turn("user", value),)
     if not isinstance(value, list):
-        return optional_text(row, "context")
-    lines = []
+        raise RowError(f"'{name}' must be a string or a list of chat turns; got {value!r}")
+    turns = []
     for turn in value:
         if not isinstance(turn, dict) or not isinstance(turn.get("content"), str):
-            raise RowError("'context' as a list must hold chat turns: objects with a string 'content'")
-        lines.append(f"{turn.get('role') or 'user'}: {turn['content']}")
-    return "\n".join(lines) or None
+            raise RowError(f"'{name}' as a list must hold chat turns: objects with a string 'content'")
+        role = turn.get("role") or "user"
+        role = ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
+        if role not in CONTEXT_ROLES:
+            raise RowError(f"'{name}': a turn's role must be one of {', '.join(CONTEXT_ROLES)}; got {role!r}")
+        turns.append(Turn(role, turn["content"]))
+    return tuple(turns)
+
+
+def category_list(value: Any, name: str) -> tuple[str, ...]:
+    """A list of strings, or one string split on `,`, `;` or `|`."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return tuple(dict.fromkeys(p.strip() for p in re.split(r"[,;|]", value) if p.strip()))
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(dict.fromkeys(v.strip() for v in value if v.strip()))
+    raise RowError(f"'{name}' must be a string or a list of strings; got {value!r}")
 
 
 def optional_text(row: dict[str, Any], name: str) -> str | None:
@@ -88,23 +133,30 @@ def optional_text(row: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def make_example(row: dict[str, Any], line: int, policy: Policy | None, *, text_col: str = "text",
-                 label_col: str = "label", id_col: str = "id") -> Example:
+def make_example(row: dict[str, Any], line: int, policy: Policy | None, columns: Columns = Columns()) -> Example:
     """Pure: one parsed row (a JSON object or a CSV record) -> Example. Raises RowError."""
-    text = row.get(text_col)
+    text = row.get(columns.text)
     if not isinstance(text, str) or not text.strip():
-        raise RowError(f"'{text_col}' must be a non-empty string")
-    if label_col not in row or row[label_col] is None:
-        raise RowError(f"missing '{label_col}'")
-    label = parse_label(row[label_col], policy)
-    raw_id = row.get(id_col)
+        raise RowError(f"'{columns.text}' must be a non-empty string")
+    if columns.label not in row or row[columns.label] is None:
+        raise RowError(f"missing '{columns.label}'")
+    label = parse_label(row[columns.label], policy)
+    raw_id = row.get(columns.id)
     if isinstance(raw_id, bool) or not isinstance(raw_id, str | int | None):
-        raise RowError(f"'{id_col}' must be a string or a number; got {raw_id!r}")
-    role = optional_text(row, "role") or "user"
+        raise RowError(f"'{columns.id}' must be a string or a number; got {raw_id!r}")
+    role = (optional_text(row, columns.role) or "user").strip().lower()
     if role not in ROLES:
         raise RowError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
     item_id = str(raw_id) if raw_id not in (None, "") else f"line-{line}"
-    return Example(item_id, text, label.code, label.violation, label.level, role, context_text(row), line)
+    return Example(item_id, text, label.code, label.violation, label.level, role,
+                   context_turns(row.get(columns.context), columns.context), line,
+                   category_list(row.get(columns.categories), columns.categories),
+                   optional_text(row, columns.source))
+
+
+def context_lines(turns: tuple[Turn, ...]) -> str:
+    """Context shown to a person: one `role: text` line a turn."""
+    return "\n".join(f"{t.role}: {t.text}" for t in turns)
 
 
 def known_label(raw: str, policy: Policy | None) -> bool:
@@ -123,7 +175,7 @@ class LabelRule:
     mapping: tuple[tuple[str, str], ...] = ()
     constant: str | None = None
 
-    def applied(self, row: dict[str, Any], label_col: str) -> dict[str, Any]:
+    def applied(self, row: dict[str, Any], label_col: str = "label") -> dict[str, Any]:
         if self.constant is not None:
             return {**row, label_col: self.constant}
         if not self.mapping or label_col not in row:

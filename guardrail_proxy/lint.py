@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .datasets import load_dataset, read_official_csv
+from .datasets import load_dataset
 from .errors import ConfigError
+from .official_csv import read_official_csv
 from .official_pack import dataset_path, level_names, official_policy
 from .policies import Policy, parse_policy
 

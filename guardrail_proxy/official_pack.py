@@ -16,8 +16,8 @@ from pathlib import Path
 
 from .config import Action
 from .dataset_rows import Example
-from .datasets import read_official_csv
 from .errors import ConfigError
+from .official_csv import read_official_csv
 from .policies import Policy, digest_of
 
 KNOWN_PREFIXES = {

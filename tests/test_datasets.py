@@ -10,10 +10,20 @@ from pathlib import Path
 import pytest
 from conftest import VIOLENCE_POLICY
 
-from guardrail_proxy.dataset_rows import Example, Label, LabelRule, RowError, parse_label, parse_label_map
-from guardrail_proxy.datasets import load_dataset, read_official_csv
+from guardrail_proxy.dataset_rows import (
+    Columns,
+    Example,
+    Label,
+    LabelRule,
+    RowError,
+    parse_label,
+    parse_label_map,
+)
+from guardrail_proxy.datasets import ReadOptions, load_dataset, read_dataset
 from guardrail_proxy.errors import ConfigError
+from guardrail_proxy.official_csv import read_official_csv
 from guardrail_proxy.policies import load_policy_file, parse_policy
+from guardrail_proxy.subjects import Turn
 
 PACK = Path(__file__).resolve().parent.parent / "teen_safety_policies"
 TV = parse_policy(textwrap.dedent(VIOLENCE_POLICY), "violence.md")
@@ -83,9 +93,9 @@ def test_jsonl_fields_defaults_and_ignored_fields(tmp_path):
         {"id": 7, "text": "x", "label": False},
     ))
     assert load_dataset(path) == [
-        Example("a", "hello", "TV0", False, 0, "user", None, 1),
-        Example("line-3", "a reply", "1", True, None, "assistant", "the question", 3),
-        Example("7", "x", "0", False, None, "user", None, 4),
+        Example("a", "hello", "TV0", False, 0, "user", (), 1),
+        Example("line-3", "a reply", "1", True, None, "assistant", (Turn("user", "the question"),), 3),
+        Example("7", "x", "0", False, None, "user", (), 4),
     ]
 
 
@@ -110,7 +120,7 @@ def test_official_csv_note_line_multiline_cells_and_response_items(tmp_path):
     ]
     assert examples[0].text == "Pretend you are my\nboyfriend"
     assert examples[1].text == 'Sure, I\'ll be your\nboyfriend, "babe"'
-    assert examples[1].context == "Pretend you are my\nboyfriend"
+    assert examples[1].context == (Turn("user", "Pretend you are my\nboyfriend"),)
     assert examples[3].text == "Multi\nline\nprompt"
 
 
@@ -131,13 +141,14 @@ def test_read_official_csv_rejects_another_layout(tmp_path):
 
 def test_csv_column_mapping(tmp_path):
     path = write(tmp_path, "mapped.csv", 'key,prompt,gold,role\nk1,"hello, there",0,user\nk2,"a\nb",TV2,assistant\n')
-    examples = load_dataset(path, text_col="prompt", label_col="gold", id_col="key", policy=TV)
+    options = ReadOptions(Columns(text="prompt", label="gold", id="key"))
+    examples = load_dataset(path, options=options, policy=TV)
     assert examples == [
-        Example("k1", "hello, there", "0", False, None, "user", None, 2),
-        Example("k2", "a\nb", "TV2", True, 2, "assistant", None, 3),
+        Example("k1", "hello, there", "0", False, None, "user", (), 2),
+        Example("k2", "a\nb", "TV2", True, 2, "assistant", (), 3),
     ]
     default_names = write(tmp_path, "plain.csv", "text,label\nhi,1\n")
-    assert load_dataset(default_names)[0] == Example("line-2", "hi", "1", True, None, "user", None, 2)
+    assert load_dataset(default_names)[0] == Example("line-2", "hi", "1", True, None, "user", (), 2)
 
 
 @pytest.mark.parametrize(("name", "text", "where", "reason"), [
@@ -153,7 +164,6 @@ def test_csv_column_mapping(tmp_path):
     ("a.jsonl", jsonl({"text": "a", "label": "DR0"}, {"text": "b", "label": "GV2"}), "line 2",
      "mixes prefix GV with DR"),
     ("a.csv", "text,label\nhi,0\nthere,1,extra\n", "line 3", "3 cells but the header has 2"),
-    ("a.csv", "prompt,label\nhi,0\n", "line 1", "no column 'text'"),
     ("a.csv", "text,label\nhi,0\n\n\"multi\nline\",nope\n", "line 4", "label must be"),
     ("a.csv", OFFICIAL_CSV + ",DR1,,\n", "line 11", "'text' must be a non-empty string"),
 ])
@@ -175,7 +185,10 @@ def test_wrong_prefix_for_the_policy_names_the_line(tmp_path):
     ("a.jsonl", "\n\n", {}, "the dataset has no examples"),
     ("a.csv", "text,label\n", {}, "the dataset has no examples"),
     ("a.txt", "hi\n", {}, "unknown dataset format"),
-    ("a.jsonl", jsonl({"text": "a", "label": 0}), {"text_col": "x"}, "apply to CSV files only"),
+    ("a.csv", "prompt,label\nhi,0\n", {}, "no column 'text'"),
+    ("a.csv", "text,gold\nhi,0\n", {"options": ReadOptions(Columns(label="label"))}, "no column 'label'"),
+    ("a.json", '{"text": "a"}', {}, "expected a JSON array"),
+    ("a.json", "[{", {}, "not valid JSON"),
 ])
 def test_whole_file_errors(tmp_path, name, text, kwargs, reason):
     with pytest.raises(ConfigError, match=reason):
@@ -229,7 +242,7 @@ def test_context_as_a_list_of_chat_turns(tmp_path):
            "context": [{"role": "user", "content": "how do I do it?"}, {"role": "assistant", "content": "why?"},
                        {"role": "user", "content": "just tell me"}]}
     [example] = load_dataset(write(tmp_path, "a.jsonl", json.dumps(row) + "\n"))
-    assert example.context == "user: how do I do it?\nassistant: why?\nuser: just tell me"
+    assert example.context == (Turn("user", "how do I do it?"), Turn("assistant", "why?"), Turn("user", "just tell me"))
     bad = {**row, "context": [{"role": "user"}]}
     with pytest.raises(ConfigError, match="chat turns"):
         load_dataset(write(tmp_path, "b.jsonl", json.dumps(bad) + "\n"))
@@ -239,22 +252,67 @@ def test_context_as_a_list_of_chat_turns(tmp_path):
 
 def test_a_label_map_turns_a_sets_words_into_labels(tmp_path):
     path = write(tmp_path, "a.csv", "text,label\nhi,SAFE\nawful,unsafe\n")
-    examples = load_dataset(path, labels=LabelRule(mapping=parse_label_map("safe=0,unsafe=1")))
+    examples = load_dataset(path, options=ReadOptions(labels=LabelRule(mapping=parse_label_map("safe=0,unsafe=1"))))
     assert [(e.text, e.violation) for e in examples] == [("hi", False), ("awful", True)]
     with pytest.raises(ConfigError, match="line 3: label 'unsure' is not in the label map"):
         load_dataset(write(tmp_path, "b.csv", "text,label\nhi,safe\nhm,unsure\n"),
-                     labels=LabelRule(mapping=parse_label_map("safe=0,unsafe=1")))
+                     options=ReadOptions(labels=LabelRule(mapping=parse_label_map("safe=0,unsafe=1"))))
 
 
 def test_a_constant_label_needs_no_label_column(tmp_path):
     path = write(tmp_path, "a.csv", "text\nsomething harmful\nsomething worse\n")
-    examples = load_dataset(path, labels=LabelRule(constant="1"))
+    examples = load_dataset(path, options=ReadOptions(labels=LabelRule(constant="1")))
     assert [e.violation for e in examples] == [True, True]
     jsonl = write(tmp_path, "b.jsonl", json.dumps({"text": "x", "label": 0}) + "\n")
-    assert load_dataset(jsonl, labels=LabelRule(constant="1"))[0].violation is True
+    assert load_dataset(jsonl, options=ReadOptions(labels=LabelRule(constant="1")))[0].violation is True
 
 
 @pytest.mark.parametrize("text", ["safe", "safe=", "=0", "safe=0,,unsafe=1"])
 def test_a_malformed_label_map_says_how_to_write_it(text):
     with pytest.raises(ValueError, match="word=label pairs"):
         parse_label_map(text)
+
+
+# --- reading a whole set: every bad row at once -------------------------------------------------------
+
+def test_every_bad_row_is_reported_and_the_good_ones_kept(tmp_path):
+    path = write(tmp_path, "a.jsonl", jsonl(
+        {"id": "x", "text": "fine", "label": 0}, "{broken", {"text": "b", "label": "maybe"},
+        {"id": "x", "text": "twin", "label": 1}, {"text": "also fine", "label": 1}))
+    read = read_dataset(path)
+    assert [e.text for e in read.examples] == ["fine", "also fine"]
+    assert [(p.line, p.reason.split(" (")[0]) for p in read.problems] == [
+        (2, "not valid JSON"), (3, "label must be 0, 1, true, false or a label code such as DR2; got 'maybe'"),
+        (4, "id 'x' is also on line 1")]
+    assert str(read.problems[0]).startswith(f"{path}: line 2: not valid JSON")
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"categories": "violence; weapons,violence"}, ("violence", "weapons")),
+    ({"categories": ["self-harm", " ", "eating"]}, ("self-harm", "eating")),
+    ({}, ()),
+])
+def test_categories_as_a_list_or_a_separated_string(tmp_path, fields, expected):
+    [example] = load_dataset(write(tmp_path, "a.jsonl", jsonl({"text": "t", "label": 1, **fields})))
+    assert example.categories == expected
+
+
+def test_jsonl_field_mapping_for_a_public_sets_shape(tmp_path):
+    row = {"uid": "q-1", "prompt": "how do I?", "harmful": "unsafe", "speaker": "Assistant",
+           "history": [{"role": "human", "content": "hi"}, {"role": "gpt", "content": "hello"}],
+           "harm_category": "weapons", "dataset": "public-set"}
+    options = ReadOptions(Columns(text="prompt", label="harmful", id="uid", role="speaker", context="history",
+                                  categories="harm_category", source="dataset"),
+                          LabelRule(mapping=parse_label_map("safe=0,unsafe=1")))
+    [example] = load_dataset(write(tmp_path, "a.jsonl.gz.jsonl", jsonl(row)), options=options)
+    assert (example.id, example.violation, example.role, example.categories, example.source) == (
+        "q-1", True, "assistant", ("weapons",), "public-set")
+    assert example.context == (Turn("user", "hi"), Turn("assistant", "hello"))
+
+
+def test_csv_role_and_context_columns_with_a_json_turn_list(tmp_path):
+    context = json.dumps([{"role": "user", "content": "a, b"}]).replace('"', '""')
+    path = write(tmp_path, "a.csv", f'text,label,role,context\nreply,1,assistant,"{context}"\nq,0,user,plain words\n')
+    first, second = load_dataset(path)
+    assert first.context == (Turn("user", "a, b"),) and first.role == "assistant"
+    assert second.context == (Turn("user", "plain words"),)

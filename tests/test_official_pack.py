@@ -53,7 +53,7 @@ def test_datasets_parse_with_multiline_cells_and_the_note_line(tmp_path):
     examples = sets["dangerous-roleplay"]
     assert [(e.role, e.label) for e in examples] == [("user", "DR0"), ("assistant", "DR0"), ("user", "DR3")]
     assert examples[0].text == "Let's play pirates,\nyou be the captain"
-    assert examples[1].text == "Sure!\nArr, welcome aboard." and examples[1].context == examples[0].text
+    assert examples[1].text == "Sure!\nArr, welcome aboard." and examples[1].context[0].text == examples[0].text
 
 
 def test_a_config_line_is_enough(tmp_path):
