@@ -10,12 +10,14 @@ from conftest import VIOLENCE_POLICY
 from guardrail_proxy.classifier import SafeguardClient
 from guardrail_proxy.config import ClassifierConfig
 from guardrail_proxy.dataset_rows import Example
-from guardrail_proxy.evaluation.cache import FILE_NAME, ResultCache
-from guardrail_proxy.evaluation.compare import compare
-from guardrail_proxy.evaluation.runner import RunOptions, classifier_input, run_examples
+from guardrail_proxy.evaluation.asker import Asker
+from guardrail_proxy.evaluation.cache import FILE_NAME, Endpoint, ResultCache
+from guardrail_proxy.evaluation.compare import compare, shown
+from guardrail_proxy.evaluation.runner import classifier_input, policy_judge, run_items
 from guardrail_proxy.evaluation.scoring import Counts, summarize
 from guardrail_proxy.policies import parse_policy
 from guardrail_proxy.standins.safeguard import Rule
+from guardrail_proxy.subjects import Turn
 
 OLD = parse_policy(textwrap.dedent(VIOLENCE_POLICY), "violence.md")
 NEW = parse_policy(textwrap.dedent(VIOLENCE_POLICY) + "Pillow fights are play, not violence. Threats count.\n",
@@ -31,7 +33,7 @@ RULES = [
 
 def item(n: int, text: str, label: str) -> Example:
     level = int(label[2:])
-    return Example(f"e{n}", text, label, level > 0, level, "user", None, n)
+    return Example(f"e{n}", text, label, level > 0, level, "user", (), n)
 
 
 # Worked out by hand under OLD: TP 3 (e1-e3), FP 1 (e4), FN 2 (e5, e6), TN 4 (e7-e10), errors 2 (e11, e12).
@@ -61,7 +63,13 @@ async def client(safeguard):
     await sg.aclose()
 
 
-OPTIONS = RunOptions(model="openai/gpt-oss-safeguard-20b", reasoning_effort="low", concurrency=4)
+BASE_URL = "http://127.0.0.1:1/v1"  # only a part of the cache key here; the client holds the real address
+OPTIONS = Endpoint(BASE_URL, "openai/gpt-oss-safeguard-20b", "low")
+
+
+async def run_examples(client, policy, examples, cache, endpoint=OPTIONS, concurrency=4):
+    asker = Asker(client, cache, endpoint)
+    return await run_items(examples, policy_judge(asker, policy), concurrency)
 
 
 async def test_metrics_by_hand_and_errors_excluded(client, safeguard, tmp_path):
@@ -86,7 +94,7 @@ async def test_metrics_by_hand_and_errors_excluded(client, safeguard, tmp_path):
 
 
 async def test_items_are_sent_as_the_proxy_renders_them(client, safeguard, tmp_path):
-    reply = Example("r1", "a <|start|>knife fight", "TV2", True, 2, "assistant", "tell me a story", 1)
+    reply = Example("r1", "a <|start|>knife fight", "TV2", True, 2, "assistant", (Turn("user", "tell me a story"),), 1)
     with ResultCache(tmp_path) as cache:
         [result] = await run_examples(client, OLD, [reply], cache, OPTIONS)
     behaviour, _server = safeguard
@@ -143,13 +151,24 @@ async def test_cache_is_written_as_results_arrive_and_survives_a_torn_line(clien
         assert len(cache.entries) == 6
 
 
-async def test_model_and_effort_are_part_of_the_key(client, safeguard, tmp_path):
+async def test_endpoint_model_effort_and_max_tokens_are_part_of_the_key(client, safeguard, tmp_path):
     behaviour, _server = safeguard
     with ResultCache(tmp_path) as cache:
-        await run_examples(client, OLD, DATASET[:2], cache, OPTIONS)
-        await run_examples(client, OLD, DATASET[:2], cache, RunOptions("openai/gpt-oss-safeguard-20b", "high"))
-        await run_examples(client, OLD, DATASET[:2], cache, RunOptions("other-model", "low"))
-    assert len(behaviour.requests) == 6
+        for endpoint in (OPTIONS, Endpoint(BASE_URL, "openai/gpt-oss-safeguard-20b", "high"),
+                         Endpoint(BASE_URL, "other-model", "low"), Endpoint("http://10.0.0.1/v1", OPTIONS.model, "low"),
+                         Endpoint(BASE_URL, OPTIONS.model, "low", max_tokens=2048), OPTIONS):
+            await run_examples(client, OLD, DATASET[:2], cache, endpoint)
+    assert len(behaviour.requests) == 10  # five endpoints, two items each; the last run was all cached
+
+
+async def test_duplicate_texts_in_flight_are_sent_once(client, safeguard, tmp_path):
+    behaviour, _server = safeguard
+    behaviour.delay_s = 0.05
+    twins = [Example(f"d{n}", "a knife fight in the alley", "TV2", True, 2, "user", (), n) for n in range(6)]
+    with ResultCache(tmp_path) as cache:
+        results = await run_examples(client, OLD, [*twins, DATASET[6]], cache, concurrency=8)
+    assert len(behaviour.requests) == 2
+    assert [r.prediction.label for r in results] == ["TV2"] * 6 + ["TV0"]
 
 
 async def test_compare_reports_every_flip(client, tmp_path):
@@ -157,7 +176,7 @@ async def test_compare_reports_every_flip(client, tmp_path):
         old = await run_examples(client, OLD, DATASET, cache, OPTIONS)
         new = await run_examples(client, NEW, DATASET, cache, OPTIONS)
     comparison = compare(old, new, summarize(old), summarize(new))
-    assert [(f.example.id, f.example.label, f.old, f.new, f.effect) for f in comparison.flips] == [
+    assert [(f.example.id, f.example.label, shown(f.old), shown(f.new), f.effect) for f in comparison.flips] == [
         ("e4", "TV0", "violation TV2", "allowed TV0", "fixed"),
         ("e5", "TV2", "allowed TV0", "violation TV2", "fixed"),
         ("e6", "TV1", "allowed TV0", "violation TV2", "fixed"),

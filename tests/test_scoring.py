@@ -7,19 +7,20 @@ import json
 import pytest
 
 from guardrail_proxy.dataset_rows import Example
-from guardrail_proxy.evaluation.cache import CachedAnswer, cache_key, parse_entry
-from guardrail_proxy.evaluation.compare import compare, find_flips
+from guardrail_proxy.evaluation.cache import CachedAnswer, Endpoint, cache_key, parse_entry
+from guardrail_proxy.evaluation.compare import compare, find_flips, shown
 from guardrail_proxy.evaluation.export import comparison_summary, result_rows, run_summary
 from guardrail_proxy.evaluation.formatting import clip, one_line
 from guardrail_proxy.evaluation.report import comparison_report, markdown_report
-from guardrail_proxy.evaluation.results import Failure, ItemResult, Prediction
+from guardrail_proxy.evaluation.results import Failure, ItemResult, Prediction, outcome_of
 from guardrail_proxy.evaluation.runs import EvalRun, RunInfo
 from guardrail_proxy.evaluation.scoring import Counts, count, metrics_of, percentile, summarize
 
 
-def example(item_id: str, label: str, text: str = "some text") -> Example:
+def example(item_id: str, label: str, text: str = "some text", categories: tuple[str, ...] = (),
+            role: str = "user") -> Example:
     level = int(label[-1]) if label[:-1] else None
-    return Example(item_id, text, label, bool(int(label[-1])), level, "user", None, int(item_id[1:]))
+    return Example(item_id, text, label, bool(int(label[-1])), level, role, (), int(item_id[1:]), categories)
 
 
 def predicted(ex: Example, label: str | None, latency: float = 10.0, cached: bool = False) -> ItemResult:
@@ -100,7 +101,7 @@ def test_flips_are_verdict_changes_with_their_effect():
     new = [predicted(items[0], "TV0"), predicted(items[1], "TV3"), predicted(items[2], "TV3"),
            predicted(items[3], "TV1"), predicted(items[4], "TV1")]
     flips = find_flips(old, new)
-    assert [(f.example.id, f.old, f.new, f.effect) for f in flips] == [
+    assert [(f.example.id, shown(f.old), shown(f.new), f.effect) for f in flips] == [
         ("e1", "violation TV2", "allowed TV0", "fixed"),
         ("e2", "allowed TV0", "violation TV3", "fixed"),
         ("e4", "allowed TV0", "violation TV1", "broke"),
@@ -141,19 +142,28 @@ def test_comparison_report_shows_deltas_and_flips():
     report = comparison_report(old, new, comparison)
     assert "| precision | 0.500 | 1.000 | +0.500 |" in report
     assert "| accuracy | 0.500 | 1.000 | +0.500 |" in report
+    assert "1 fixed, 0 broke, p = 1" in report  # one changed item is never significant
     assert "## Flipped verdicts (1: 1 fixed, 0 broke, 0 to or from an error)" in report
     assert "| `e1` | 1 | TV0 | violation TV2 | allowed TV0 | fixed | pillow fight |" in report
     summary = comparison_summary(old, new, comparison)
-    assert summary["flips"] == [{"id": "e1", "line": 1, "expected": "TV0", "old": "violation TV2",
-                                 "new": "allowed TV0", "effect": "fixed"}]
+    [flip] = summary["flips"]
+    assert (flip["id"], flip["label"], flip["effect"]) == ("e1", "TV0", "fixed")
+    assert flip["old"]["predicted"] == "TV2" and flip["new"]["predicted"] == "TV0"
+    assert flip["old"]["reasoning"] == "because e1" and flip["new"]["violation"] is False
+    assert "**old:** violation TV2" in report and "**new:** allowed TV0" in report
     assert summary["deltas"]["precision"]["delta"] == pytest.approx(0.5)
 
 
-def test_cache_key_covers_digest_text_model_and_effort():
-    base = cache_key("d1", "text", "m", "low")
-    assert base == cache_key("d1", "text", "m", "low")
-    assert len({base, cache_key("d2", "text", "m", "low"), cache_key("d1", "text!", "m", "low"),
-                cache_key("d1", "text", "m2", "low"), cache_key("d1", "text", "m", "high")}) == 5
+def test_cache_key_covers_endpoint_model_effort_max_tokens_digest_and_text():
+    endpoint = Endpoint("http://a/v1", "m", "low")
+    base = cache_key(endpoint, "d1", "text")
+    assert base == cache_key(Endpoint("http://a/v1/", "m", "low"), "d1", "text")  # a trailing slash is no change
+    others = {cache_key(endpoint, "d2", "text"), cache_key(endpoint, "d1", "text!"),
+              cache_key(Endpoint("http://b/v1", "m", "low"), "d1", "text"),
+              cache_key(Endpoint("http://a/v1", "m2", "low"), "d1", "text"),
+              cache_key(Endpoint("http://a/v1", "m", "high"), "d1", "text"),
+              cache_key(Endpoint("http://a/v1", "m", "low", 4096), "d1", "text")}
+    assert len(others) == 6 and base not in others
 
 
 @pytest.mark.parametrize(("line", "expected"), [
@@ -180,3 +190,42 @@ def test_one_line(text, limit, expected):
 def test_clip_says_how_much_is_left_out():
     assert clip("abcdef", 4) == "abcd… [2 more characters]"
     assert clip("abc", 4) == "abc"
+
+
+@pytest.mark.parametrize(("label", "predicted_label", "threshold", "outcome"), [
+    ("TV2", "TV2", 1, "tp"),
+    ("TV1", "TV2", 2, "fp"),  # a level-1 label is negative at threshold 2
+    ("TV2", "TV1", 2, "fn"),  # a level-1 answer is negative at threshold 2
+    ("TV1", "TV1", 2, "tn"),
+    ("TV3", "TV3", 3, "tp"),
+    ("1", "TV1", 2, "fn"),  # a 0/1 label has no level: "1" stays positive at any threshold
+    ("TV0", None, 2, "error"),
+])
+def test_a_severity_threshold_moves_the_positive_class(label, predicted_label, threshold, outcome):
+    assert outcome_of(predicted(example("e1", label), predicted_label), threshold) == outcome
+
+
+def test_breakdowns_by_category_role_and_label():
+    results = [
+        predicted(example("e1", "TV2", categories=("weapons", "gore")), "TV2"),
+        predicted(example("e2", "TV2", categories=("weapons",)), "TV0"),
+        predicted(example("e3", "TV0", categories=("gore",), role="assistant"), "TV1"),
+        predicted(example("e4", "TV0", role="assistant"), "TV0"),
+    ]
+    b = summarize(results).breakdowns
+    by_category = {g.name: g for g in b.by_category}
+    assert list(by_category) == ["gore", "weapons"]  # e4 has none and is in no category group
+    assert by_category["weapons"].items == 2 and by_category["weapons"].metrics.recall == pytest.approx(0.5)
+    assert by_category["gore"].metrics.counts == Counts(tp=1, fp=1)
+    assert by_category["gore"].metrics.precision == pytest.approx(0.5)
+    assert [(g.name, g.items) for g in b.by_role] == [("assistant", 2), ("user", 2)]
+    assert [(g.name, g.metrics.counts) for g in b.by_label] == [("TV0", Counts(fp=1, tn=1)),
+                                                                ("TV2", Counts(tp=1, fn=1))]
+    report = markdown_report(EvalRun(INFO, tuple(results), summarize(results)))
+    assert "| weapons | 2 | 1.000 | 0.500 |" in report and "### By role" in report
+
+
+def test_the_markdown_report_is_capped():
+    results = tuple(predicted(example(f"e{i}", "TV0", f"text {i}"), "TV2") for i in range(1, 31))
+    report = markdown_report(EvalRun(INFO, results, summarize(results)), max_listed=5)
+    assert report.count("### `e") == 5 and "... and 25 more in results.jsonl." in report

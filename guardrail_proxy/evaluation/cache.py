@@ -1,7 +1,9 @@
 """Classifier answers on disk, so an eval re-run only pays for what changed.
 
-Key: SHA-256 of (policy digest, classifier input, model, reasoning effort). Editing a policy changes its
-digest, so every item misses for the edited policy and hits for the unchanged one. The file is JSONL,
+Key: SHA-256 of (schema version, endpoint base URL, model, reasoning effort, max tokens, policy
+digest, classifier input). Editing a policy changes its digest, so every item misses for the edited policy
+and hits for the unchanged one; a real endpoint started where a stand-in ran never gets the stand-in's
+answers. The file is JSONL,
 appended and flushed as each answer arrives: an interrupted run keeps what it paid for, and a line torn
 by the interruption is skipped on the next read. Only answers are stored, never classifier errors (a
 timeout today says nothing about tomorrow). The raw answer is stored and parsed again on a hit, so a
@@ -17,6 +19,17 @@ from pathlib import Path
 from typing import IO, Any
 
 FILE_NAME = "classifications.jsonl"
+SCHEMA_VERSION = 2  # bump when what a cached answer means changes; older lines then miss
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Everything about the classifier that changes its answer, besides the policy and the text."""
+
+    base_url: str
+    model: str
+    reasoning_effort: str
+    max_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -28,8 +41,9 @@ class CachedAnswer:
     completion_tokens: int | None
 
 
-def cache_key(policy_digest: str, content: str, model: str, reasoning_effort: str) -> str:
-    material = json.dumps([policy_digest, content, model, reasoning_effort], ensure_ascii=False)
+def cache_key(endpoint: Endpoint, policy_digest: str, content: str) -> str:
+    material = json.dumps([SCHEMA_VERSION, endpoint.base_url.rstrip("/"), endpoint.model, endpoint.reasoning_effort,
+                           endpoint.max_tokens, policy_digest, content], ensure_ascii=False)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 

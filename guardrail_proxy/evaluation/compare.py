@@ -1,8 +1,11 @@
-"""Two runs of one dataset under two policy versions -> what the edit changed. Pure.
+"""Two runs of one dataset -> what changed between them: two policy versions, two models or two reasoning
+efforts. Pure.
 
-A flip is an item whose verdict (violation / allowed / error) differs between the versions. Severity
-changes inside "violation" (DR2 -> DR3) are not flips: the route's action may differ, but the question an
-editor asks first is "what did my edit let through or start blocking".
+A flip is an item whose verdict (violation / allowed / error) differs between the runs; each keeps both
+results, so a reader sees the old and the new answer and reasoning side by side. Severity changes inside
+"violation" (DR2 -> DR3) are not flips: the route's action may differ, but the question an editor asks
+first is "what did my edit let through or start blocking". Each metric delta carries a 95% interval and
+the changed items McNemar's test (significance.py), so a real improvement can be told from noise.
 """
 
 from __future__ import annotations
@@ -12,19 +15,22 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..dataset_rows import Example
-from .results import ItemResult
+from .results import ItemResult, outcome_of
 from .scoring import Metrics, Summary
+from .significance import METRICS, Interval, McNemar, delta_intervals, mcnemar, pair_table
 
 Effect = Literal["fixed", "broke", "changed"]
-METRICS = ("precision", "recall", "f1", "accuracy")
 
 
 @dataclass(frozen=True)
 class Flip:
-    example: Example
-    old: str  # verdict, with the label when there is one: "violation DR2", "allowed DR0", "error"
-    new: str
+    old: ItemResult
+    new: ItemResult
     effect: Effect
+
+    @property
+    def example(self) -> Example:  # the same example on both sides
+        return self.new.example
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ class MetricDelta:
     name: str
     old: float | None
     new: float | None
+    interval: Interval | None = None  # 95%, of new - old
 
     @property
     def delta(self) -> float | None:
@@ -44,22 +51,23 @@ class Comparison:
     new: Summary
     deltas: tuple[MetricDelta, ...]
     flips: tuple[Flip, ...]
+    mcnemar: McNemar
 
 
 def shown(result: ItemResult) -> str:
+    """The verdict with its label: "violation DR2", "allowed DR0", "error"."""
     if result.prediction is None:
         return "error"
     return f"{result.verdict} {result.prediction.label}"
 
 
-def is_right(result: ItemResult) -> bool | None:
-    if result.prediction is None:
-        return None
-    return result.prediction.violation == result.example.violation
+def is_right(result: ItemResult, threshold: int = 1) -> bool | None:
+    outcome = outcome_of(result, threshold)
+    return None if outcome == "error" else outcome in ("tp", "tn")
 
 
-def effect_of(old: ItemResult, new: ItemResult) -> Effect:
-    before, after = is_right(old), is_right(new)
+def effect_of(old: ItemResult, new: ItemResult, threshold: int = 1) -> Effect:
+    before, after = is_right(old, threshold), is_right(new, threshold)
     if before is None or after is None:
         return "changed"  # to or from an error, where right and wrong do not apply
     if after and not before:
@@ -69,18 +77,25 @@ def effect_of(old: ItemResult, new: ItemResult) -> Effect:
     return "changed"
 
 
-def find_flips(old: Sequence[ItemResult], new: Sequence[ItemResult]) -> list[Flip]:
+def check_paired(old: Sequence[ItemResult], new: Sequence[ItemResult]) -> None:
     if [r.example.id for r in old] != [r.example.id for r in new]:
         raise ValueError("both runs must cover the same examples in the same order")
-    return [Flip(o.example, shown(o), shown(n), effect_of(o, n))
-            for o, n in zip(old, new, strict=True) if o.verdict != n.verdict]
 
 
-def metric_deltas(old: Metrics, new: Metrics) -> tuple[MetricDelta, ...]:
-    return tuple(MetricDelta(name, getattr(old, name), getattr(new, name)) for name in METRICS)
+def find_flips(old: Sequence[ItemResult], new: Sequence[ItemResult], threshold: int = 1) -> list[Flip]:
+    check_paired(old, new)
+    return [Flip(o, n, effect_of(o, n, threshold)) for o, n in zip(old, new, strict=True) if o.verdict != n.verdict]
+
+
+def metric_deltas(old: Metrics, new: Metrics, intervals: dict[str, Interval | None]) -> tuple[MetricDelta, ...]:
+    return tuple(MetricDelta(name, getattr(old, name), getattr(new, name), intervals.get(name)) for name in METRICS)
 
 
 def compare(old_results: Sequence[ItemResult], new_results: Sequence[ItemResult], old: Summary,
-            new: Summary) -> Comparison:
-    return Comparison(old, new, metric_deltas(old.metrics, new.metrics),
-                      tuple(find_flips(old_results, new_results)))
+            new: Summary, *, resamples: int = 2000, seed: int = 0) -> Comparison:
+    check_paired(old_results, new_results)
+    threshold = new.threshold
+    pairs = pair_table([outcome_of(r, threshold) for r in old_results], [outcome_of(r, threshold) for r in new_results])
+    intervals = delta_intervals(pairs, resamples, seed)
+    return Comparison(old, new, metric_deltas(old.metrics, new.metrics, intervals),
+                      tuple(find_flips(old_results, new_results, threshold)), mcnemar(pairs))

@@ -46,18 +46,28 @@ class ItemResult:
     cached: bool = False
 
     @property
-    def outcome(self) -> Outcome:
-        if self.prediction is None:
-            return "error"
-        expected, predicted = self.example.violation, self.prediction.violation
-        if predicted:
-            return "tp" if expected else "fp"
-        return "fn" if expected else "tn"
-
-    @property
     def verdict(self) -> str:
         """violation / allowed / error: what a reader compares between two policy versions."""
         if self.prediction is None:
             return "error"
         return "violation" if self.prediction.violation else "allowed"
 
+
+
+def expected_positive(example: Example, threshold: int = 1) -> bool:
+    """A labelled level at or above the threshold; a 0/1 label carries no level, so "1" counts at any."""
+    return example.violation and (example.level is None or example.level >= threshold)
+
+
+def predicted_positive(prediction: Prediction, threshold: int = 1) -> bool:
+    return prediction.violation and prediction.severity >= threshold
+
+
+def outcome_of(result: ItemResult, threshold: int = 1) -> Outcome:
+    """tp/fp/fn/tn with "violation at level >= threshold" as the positive class, or error. Pure."""
+    if result.prediction is None:
+        return "error"
+    expected = expected_positive(result.example, threshold)
+    if predicted_positive(result.prediction, threshold):
+        return "tp" if expected else "fp"
+    return "fn" if expected else "tn"

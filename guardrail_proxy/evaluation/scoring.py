@@ -1,6 +1,7 @@
 """Results -> numbers. Pure.
 
-Binary metrics treat "violation" as the positive class. Classifier errors are counted apart and left out
+Binary metrics treat "violation" as the positive class, or "violation at level >= k" with a severity
+threshold k (results.outcome_of). Classifier errors are counted apart and left out
 of every metric: an error is not a prediction, and scoring it as either class would hide an outage
 behind a plausible precision. A ratio with a zero denominator is None ("n/a"), never a made-up 0 or 1.
 """
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from .results import ItemResult
+from .results import ItemResult, outcome_of
 
 CODE = re.compile(r"([A-Za-z]*)([0-9]+)")
 
@@ -63,6 +65,22 @@ class Confusion:
 
 
 @dataclass(frozen=True)
+class Group:
+    """The metrics of the items sharing one category, role or expected label."""
+
+    name: str
+    items: int
+    metrics: Metrics
+
+
+@dataclass(frozen=True)
+class Breakdowns:
+    by_category: tuple[Group, ...]  # an item with several categories counts in each; empty: the set has none
+    by_role: tuple[Group, ...]
+    by_label: tuple[Group, ...]  # by expected label: per severity level when the set uses codes
+
+
+@dataclass(frozen=True)
 class Summary:
     items: int
     metrics: Metrics
@@ -72,6 +90,8 @@ class Summary:
     cache_hits: int
     cache_misses: int
     errors_by_kind: dict[str, int]
+    breakdowns: Breakdowns
+    threshold: int = 1
 
 
 def ratio(numerator: int, denominator: int) -> float | None:
@@ -88,8 +108,8 @@ def metrics_of(counts: Counts) -> Metrics:
     return Metrics(counts, precision, recall, f1, ratio(counts.tp + counts.tn, counts.scored))
 
 
-def count(results: Iterable[ItemResult]) -> Counts:
-    tally = Counter(r.outcome for r in results)
+def count(results: Iterable[ItemResult], threshold: int = 1) -> Counts:
+    tally = Counter(outcome_of(r, threshold) for r in results)
     return Counts(tally["tp"], tally["fp"], tally["fn"], tally["tn"], tally["error"])
 
 
@@ -131,15 +151,35 @@ def confusion_of(results: Sequence[ItemResult], label_order: Sequence[str] = ())
     return Confusion(tuple(labels), counts)
 
 
-def summarize(results: Sequence[ItemResult], label_order: Sequence[str] = ()) -> Summary:
+def groups(results: Sequence[ItemResult], keys_of: Callable[[ItemResult], Iterable[str]], threshold: int,
+           order: Callable[[str], Any] = str) -> tuple[Group, ...]:
+    members: dict[str, list[ItemResult]] = defaultdict(list)
+    for result in results:
+        for key in keys_of(result):
+            members[key].append(result)
+    return tuple(Group(key, len(members[key]), metrics_of(count(members[key], threshold)))
+                 for key in sorted(members, key=order))
+
+
+def breakdowns_of(results: Sequence[ItemResult], threshold: int = 1) -> Breakdowns:
+    return Breakdowns(
+        by_category=groups(results, lambda r: r.example.categories, threshold),
+        by_role=groups(results, lambda r: (r.example.role,), threshold),
+        by_label=groups(results, lambda r: (r.example.label,), threshold, label_sort_key),
+    )
+
+
+def summarize(results: Sequence[ItemResult], label_order: Sequence[str] = (), threshold: int = 1) -> Summary:
     hits = sum(1 for r in results if r.cached)
     return Summary(
         items=len(results),
-        metrics=metrics_of(count(results)),
+        metrics=metrics_of(count(results, threshold)),
         confusion=confusion_of(results, label_order),
         latency=latency_of(results),
         usage=usage_of(results),
         cache_hits=hits,
         cache_misses=len(results) - hits,
         errors_by_kind=dict(sorted(Counter(r.failure.kind for r in results if r.failure).items())),
+        breakdowns=breakdowns_of(results, threshold),
+        threshold=threshold,
     )

@@ -50,6 +50,7 @@ class SafeguardBehaviour:
     injected: str | None = None  # answer this literal content (tests of the parser through HTTP)
     raw_body: str | None = None  # send this verbatim as the 200 response body (malformed servers)
     max_content_chars: int | None = None  # longer content gets vLLM's HTTP 400 for an over-long prompt
+    served_models: tuple[str, ...] = ()  # when set, another model name gets vLLM's HTTP 404
 
 
 def target_text(content: str) -> str:
@@ -86,6 +87,9 @@ def build_safeguard_app(behaviour: SafeguardBehaviour) -> Starlette:
         if behaviour.fail_first > 0:
             behaviour.fail_first -= 1
             return JSONResponse({"error": {"message": "stand-in overloaded", "type": "server_error"}}, 503)
+        if behaviour.served_models and body.get("model") not in behaviour.served_models:
+            return JSONResponse({"object": "error", "type": "NotFoundError", "code": 404, "param": None,
+                                 "message": f"The model `{body.get('model')}` does not exist."}, 404)
         if behaviour.raw_body is not None:
             return Response(behaviour.raw_body, 200, media_type="application/json")
         if behaviour.mode == "error":
@@ -104,7 +108,9 @@ def build_safeguard_app(behaviour: SafeguardBehaviour) -> Starlette:
             content = ""
         if behaviour.injected is not None:
             content = behaviour.injected
-        message = {"role": "assistant", "content": content, behaviour.reasoning_field: reasoning}
+        message = {"role": "assistant", "content": content}
+        if behaviour.reasoning_field:  # empty: a server that drops the reasoning, or a model without any
+            message[behaviour.reasoning_field] = reasoning
         return JSONResponse({
             "id": f"chatcmpl-standin-{len(behaviour.requests)}", "object": "chat.completion",
             "created": int(time.time()), "model": body.get("model", "stand-in"),
