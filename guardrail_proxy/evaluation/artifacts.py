@@ -1,4 +1,4 @@
-"""Write a run's files: results.jsonl (one row per item), summary.json and report.md."""
+"""Write a run's files: results.jsonl (one row per item), summary.json, report.md and report.html."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def default_out_dir(started: datetime, root: Path = DEFAULT_ROOT) -> Path:
     return root / started.strftime("%Y%m%d-%H%M%S")
 
 
-def write_outputs(out_dir: Path, rows: Iterable[dict[str, Any]], summary: dict[str, Any], report: str) -> None:
+def write_outputs(out_dir: Path, rows: Iterable[dict[str, Any]], summary: dict[str, Any], report: str,
+                  html: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "results.jsonl").open("w", encoding="utf-8") as handle:
         for row in rows:
@@ -23,3 +24,4 @@ def write_outputs(out_dir: Path, rows: Iterable[dict[str, Any]], summary: dict[s
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
                                           encoding="utf-8")
     (out_dir / "report.md").write_text(report, encoding="utf-8")
+    (out_dir / "report.html").write_text(html, encoding="utf-8")
