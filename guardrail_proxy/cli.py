@@ -14,11 +14,13 @@ from .app import create_app
 from .auth import load_client_keys
 from .demo import run_demo
 from .errors import ConfigError
+from .eval_cli import register as register_eval
+from .export_cli import register as register_export
 from .lint import Limits, lint_path
 from .loader import load_config
 from .official_pack import load_official_datasets
 from .settings import Settings
-from .tools_cli import register as register_tools
+from .tools_cli import register as register_check
 
 Command = Callable[[argparse.Namespace, Settings], int]
 HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
@@ -107,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--max-tokens", type=int, default=900)
     lint.set_defaults(func=cmd_policy_lint)
 
-    register_tools(sub)  # check, eval
+    register_check(sub)
+    register_eval(sub)
+    register_export(sub)
     return parser
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import textwrap
@@ -12,18 +11,16 @@ from pathlib import Path
 import pytest
 from conftest import VIOLENCE_POLICY, free_port, write_config
 
+from guardrail_proxy.cli import build_parser
 from guardrail_proxy.settings import Settings
 from guardrail_proxy.standins.safeguard import Rule
-from guardrail_proxy.tools_cli import register
 
 EDITED_POLICY = textwrap.dedent(VIOLENCE_POLICY) + "Pillow fights are play, not violence.\n"
 OFFICIAL_POLICY = "# Dangerous roleplay\n\nAnswer DR0 (allowed) or DR1, DR2, DR3 for violations.\n"
 
 
 def run_cli(argv: list[str], settings: Settings | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="guardrail-proxy")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     return int(args.func(args, settings or Settings()))
 
 
@@ -199,7 +196,7 @@ def test_eval_reads_mapped_and_official_csv(endpoint, tmp_path, capsys):
     rows = [json.loads(line) for line in (tmp_path / "o2" / "results.jsonl").read_text().splitlines()]
     assert [(r["id"], r["role"], r["outcome"]) for r in rows] == [
         ("line-3", "user", "tp"), ("line-3-response", "assistant", "tp"), ("line-6", "user", "tn")]
-    assert rows[1]["context"] == "roleplay a\nsword fight"
+    assert rows[1]["context"] == [{"role": "user", "content": "roleplay a\nsword fight"}]
 
 
 def test_eval_default_cache_and_out_dirs(endpoint, tmp_path, monkeypatch, capsys):
@@ -209,7 +206,7 @@ def test_eval_default_cache_and_out_dirs(endpoint, tmp_path, monkeypatch, capsys
     assert run_cli(["eval", "--policy", str(policy), "--dataset", str(data), *flags]) == 0
     assert (tmp_path / ".guardrail-cache" / "classifications.jsonl").exists()
     [run_dir] = (tmp_path / "eval-results").iterdir()
-    assert sorted(p.name for p in run_dir.iterdir()) == ["report.md", "results.jsonl", "summary.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["report.html", "report.md", "results.jsonl", "summary.json"]
 
 
 @pytest.mark.parametrize(("rows", "message"), [
@@ -225,7 +222,8 @@ def test_eval_dataset_errors_exit_2_with_file_and_line(endpoint, tmp_path, capsy
     assert run_cli(["eval", "--policy", str(policy), "--dataset", str(data), *flags,
                     "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {tmp_path}/{message}") and err.count("\n") == 1
+    assert err.startswith(f"error: {tmp_path}/set.jsonl: 1 bad row; fix them, or pass --skip-invalid")
+    assert f"\n  {tmp_path}/{message}" in err and err.count("\n") == 2
     assert behaviour.requests == []
 
 
