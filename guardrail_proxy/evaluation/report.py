@@ -208,10 +208,10 @@ def flip_details(flips: tuple[Flip, ...], max_listed: int) -> list[str]:
 
 def significance_lines(comparison: Comparison) -> list[str]:
     test = comparison.mcnemar
-    verdict = ("unlikely to be chance" if test.p_value < 0.05 else
+    verdict = ("is unlikely to be chance" if test.p_value < 0.05 else
                "could well be chance: more items, or a larger effect, are needed to tell")
     return [f"McNemar's exact test on the items whose correctness changed: {test.fixed} fixed, {test.broke} broke, "
-            f"p = {test.p_value:.3g}: the difference in correct answers is {verdict}. Intervals: 95%, paired "
+            f"p = {test.p_value:.3g}: the difference in correct answers {verdict}. Intervals: 95%, paired "
             "bootstrap over the items.", ""]
 
 

@@ -69,7 +69,13 @@ def policy_result(example: Example, outcomes: Sequence[CheckOutcome]) -> ItemRes
     return ItemResult(example, verdict_prediction(worst), cached=cached)
 
 
-def joined(results: Sequence[tuple[str, ItemResult]], latency_ms: float) -> Prediction:
+def token_sum(answers: Sequence[Classification | ClassifierError], field: str) -> int | None:
+    counts = [getattr(a, field) for a in answers if isinstance(a, Classification) and getattr(a, field) is not None]
+    return sum(counts) if counts else None
+
+
+def joined(results: Sequence[tuple[str, ItemResult]], latency_ms: float,
+           answers: Sequence[Classification | ClassifierError] = ()) -> Prediction:
     """The route's answer for an item: a violation when any policy found one, with their explanations."""
     predictions = [(pid, r.prediction) for pid, r in results if r.prediction]
     found = [(pid, p) for pid, p in predictions if p.violation]
@@ -78,7 +84,8 @@ def joined(results: Sequence[tuple[str, ItemResult]], latency_ms: float) -> Pred
     rationale = "; ".join(f"{pid} {p.label}: {p.rationale}" for pid, p in shown if p.rationale) or None
     reasoning = "\n\n".join(f"[{pid}] {p.reasoning}" for pid, p in shown if p.reasoning) or None
     raw = "\n".join(f"{pid}: {p.raw}" for pid, p in predictions)
-    return Prediction(bool(found), severity, str(int(bool(found))), rationale, reasoning, raw, latency_ms)
+    return Prediction(bool(found), severity, str(int(bool(found))), rationale, reasoning, raw, latency_ms,
+                      token_sum(answers, "prompt_tokens"), token_sum(answers, "completion_tokens"))
 
 
 def combine_item(example: Example, phase: Phase, checks: Sequence[Check],
@@ -95,7 +102,7 @@ def combine_item(example: Example, phase: Phase, checks: Sequence[Check],
         failure = decision.failures[0]
         result = ItemResult(example, None, Failure(failure.kind, failure.message))
     else:
-        result = ItemResult(example, joined(per_policy, latency), cached=cached and bool(per_policy))
+        result = ItemResult(example, joined(per_policy, latency, answers), cached=cached and bool(per_policy))
     return RouteItem(result, per_policy, decision.outcome.value)
 
 
