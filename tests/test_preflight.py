@@ -17,7 +17,9 @@ ANSWER = Classification(Answer(True, 2, "TV2"), "thinking", "TV2", 5.0)
     (Classification(Answer(True, 2, "TV2"), None, "TV2", 5.0), True, "answered without reasoning"),
     (Classification(Answer(True, 2, "TV2"), None, "TV2", 5.0), False, None),
     (ClassifierError("the classifier answered HTTP 404: no such model", kind="http"), True, "does not serve model 'm'"),
-    (ClassifierError("the classifier answered HTTP 503: busy", kind="http"), True, "the first classification failed"),
+    (ClassifierError("answered HTTP 401: bad key", kind="http"), True, "the first classification failed"),
+    # vLLM answers 500 when its parser fails on one answer: that item is scored as an error, the run goes on.
+    (ClassifierError("the classifier answered HTTP 500: HarmonyError", kind="http"), True, None),
     (ClassifierError("cannot connect", kind="transport"), True, "the first classification failed"),
     (ClassifierError("no JSON", kind="malformed"), True, "the first classification failed"),
     # A fact about one item, not about the endpoint: scored as an error like any other.
