@@ -115,7 +115,8 @@ async def run_version(version: Version, plan: Plan, args: argparse.Namespace, se
     cfg = version.classifier.model_copy(
         update={"max_concurrency": max(version.classifier.max_concurrency, args.concurrency)})
     client = build_classifier(cfg, settings.secret(cfg.api_key_env))
-    asker = Asker(client, cache, Endpoint(cfg.base_url, cfg.model, cfg.reasoning_effort, cfg.max_tokens))
+    asker = Asker(client, cache, Endpoint(cfg.base_url, cfg.model, cfg.reasoning_effort, cfg.max_tokens),
+                  args.concurrency)
     show = console.is_terminal and not args.quiet
     examples = plan.examples
     try:

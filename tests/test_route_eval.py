@@ -104,3 +104,33 @@ async def test_route_eval_scores_any_violation_and_each_policy_alone(asker, safe
     assert "[violence]" in results[0].prediction.reasoning
     behaviour, _server = safeguard
     assert len(behaviour.requests) == 14  # two policies x seven items, each asked once
+
+
+class Counting:
+    """The real client, with the most calls it ever had in flight at once."""
+
+    def __init__(self, client: SafeguardClient) -> None:
+        self.client, self.now, self.most = client, 0, 0
+
+    async def classify(self, policy, content):
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            return await self.client.classify(policy, content)
+        finally:
+            self.now -= 1
+
+
+async def test_calls_in_flight_stay_within_the_concurrency_however_many_policies(safeguard, tmp_path):
+    behaviour, server = safeguard
+    behaviour.delay_s = 0.02
+    client = SafeguardClient(ClassifierConfig(base_url=f"{server.url}/v1", timeout_s=5, retries=0), api_key=None)
+    counting = Counting(client)
+    try:
+        with ResultCache(tmp_path) as cache:
+            asker = Asker(counting, cache, Endpoint(server.url, "m", "low"), concurrency=3)  # type: ignore[arg-type]
+            examples = [item(n, f"text {n}", "0") for n in range(12)]
+            await run_items(examples, route_judge(asker, route(), POLICIES, 10_000), 3)
+    finally:
+        await client.aclose()
+    assert counting.most == 3 and len(behaviour.requests) == 24

@@ -3,7 +3,10 @@ every item that needs the same answer at the same time.
 
 A dataset often holds the same text twice (public sets are aggregated from several sources), and a route
 eval asks several policies about one text; without sharing, two workers would each pay for the same call.
-A cached answer is parsed again under the policy as it is now, so a change to the policy's front matter
+Calls in flight are capped here (`--concurrency`): a route eval asks several policies per item, and
+left to the classifier client those calls would queue against its slot-wait budget and come back as
+overload errors behind a slow model; waiting here has no deadline. A cached answer is parsed again under
+the policy as it is now, so a change to the policy's front matter
 (its label set, its format) applies to cached answers too; one that no longer parses is asked again.
 """
 
@@ -36,8 +39,9 @@ def to_cached(result: Classification) -> CachedAnswer:
 class Asker:
     """Built per command; one event loop uses it, so the in-flight table needs no lock."""
 
-    def __init__(self, classifier: Classifier, cache: ResultCache, endpoint: Endpoint) -> None:
+    def __init__(self, classifier: Classifier, cache: ResultCache, endpoint: Endpoint, concurrency: int = 8) -> None:
         self.classifier = classifier
+        self.slots = asyncio.Semaphore(concurrency)
         self.cache = cache
         self.endpoint = endpoint
         self.in_flight: dict[str, asyncio.Future[Classification]] = {}
@@ -56,8 +60,9 @@ class Asker:
         future: asyncio.Future[Classification] = asyncio.get_running_loop().create_future()
         self.in_flight[key] = future
         try:
-            self.calls += 1
-            result = await self.classifier.classify(policy, content)
+            async with self.slots:
+                self.calls += 1
+                result = await self.classifier.classify(policy, content)
             self.cache.put(key, to_cached(result))
             self.fresh.add(key)
             future.set_result(result)
