@@ -30,11 +30,13 @@ def add_endpoint_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--api-key-env", help="environment variable holding the endpoint's API key")
     group.add_argument("--reasoning-effort", choices=("low", "medium", "high"))
     group.add_argument("--timeout-s", type=float, help="deadline per classification, retries included")
+    group.add_argument("--transport", choices=("openai", "aiohttp"),
+                       help="HTTP client: openai (the SDK) or aiohttp (several times less CPU per call)")
 
 
 def endpoint_flags(args: argparse.Namespace, classifier: str | None = None) -> EndpointFlags:
     return EndpointFlags(args.config, args.classifier or classifier or "default", args.base_url, args.model,
-                         args.api_key_env, args.reasoning_effort, args.timeout_s)
+                         args.api_key_env, args.reasoning_effort, args.timeout_s, args.transport)
 
 
 def guarded(action: Callable[[], int]) -> int:

@@ -198,3 +198,17 @@ def test_export_flips_of_a_compare(endpoint, tmp_path, capsys):
     assert (flip["id"], flip["effect"], flip["old_predicted"], flip["predicted"]) == ("p", "fixed", "TV2", "TV0")
     assert run_cli(["export", str(tmp_path / "nope"), "--out", str(target)]) == 2
     assert "cannot read results" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("transport", ["openai", "aiohttp"])
+def test_either_transport_gives_the_same_results(endpoint, tmp_path, transport):
+    behaviour, server, policy = endpoint
+    data = write_jsonl(tmp_path / "set.jsonl", [{"id": i, "text": f"a fight {i}" if i % 3 else f"calm {i}",
+                                                 "label": "TV2" if i % 3 else "TV0"} for i in range(9)])
+    out = tmp_path / transport
+    assert run_cli(["eval", "--policy", str(policy), "--dataset", str(data), "--base-url", f"{server.url}/v1",
+                    "--transport", transport, "--cache-dir", str(tmp_path / transport), "--out", str(out),
+                    "--quiet"]) == 0
+    _rows, summary = outputs(out)
+    assert summary["metrics"]["counts"] == {"tp": 6, "fp": 0, "fn": 0, "tn": 3, "errors": 0}
+    assert len(behaviour.requests) == 9

@@ -31,10 +31,11 @@ class EndpointFlags:
     api_key_env: str | None = None
     reasoning_effort: str | None = None
     timeout_s: float | None = None
+    transport: str | None = None
 
     def overrides(self) -> dict[str, Any]:
         fields = {"base_url": self.base_url, "model": self.model, "api_key_env": self.api_key_env,
-                  "reasoning_effort": self.reasoning_effort, "timeout_s": self.timeout_s}
+                  "reasoning_effort": self.reasoning_effort, "timeout_s": self.timeout_s, "transport": self.transport}
         return {name: value for name, value in fields.items() if value is not None}
 
 
