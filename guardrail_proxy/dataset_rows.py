@@ -114,9 +114,13 @@ def context_turns(value: Any, name: str) -> tuple[Turn, ...]:
 
 
 def category_list(value: Any, name: str) -> tuple[str, ...]:
-    """A list of strings, or one string split on `,`, `;` or `|`."""
+    """A list of strings (also as JSON text, as `export` writes it to CSV), or one string split on `,`, `;`
+    or `|`."""
     if value is None or value == "":
         return ()
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
     if isinstance(value, str):
         return tuple(dict.fromkeys(p.strip() for p in re.split(r"[,;|]", value) if p.strip()))
     if isinstance(value, list) and all(isinstance(v, str) for v in value):

@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ def read_text(path: Path) -> str:
             raw = gzip.decompress(raw)
         # Universal newlines, as a file opened in text mode reads them: the same text whoever wrote the file.
         return raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
-    except (OSError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
+    except (OSError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise ConfigError(str(path), "", f"cannot read dataset: {exc}") from None
 
 
@@ -58,7 +59,7 @@ def jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
             continue
         try:
             row = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             yield number, RowError(f"not valid JSON ({exc})")
             continue
         yield number, row if isinstance(row, dict) else RowError("expected a JSON object")

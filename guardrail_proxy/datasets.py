@@ -16,6 +16,7 @@ once: there are no rows to keep.
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,18 @@ class ReadOptions:
     labels: LabelRule = field(default_factory=LabelRule)
 
 
+def named_columns(columns: Columns) -> list[str]:
+    """The optional columns given another name than the default: those the user asked for by name."""
+    default = Columns()
+    return [getattr(columns, f) for f in ("id", "role", "context", "categories", "source")
+            if getattr(columns, f) != getattr(default, f)]
+
+
+def unseen_fields(rows: list[dict[str, object]], columns: Columns) -> list[str]:
+    """Named optional fields that no JSON row has: a warning, since any one row may leave a field out."""
+    return [name for name in named_columns(columns) if not any(name in row for row in rows)]
+
+
 def row_example(row: dict[str, object], line: int, policy: Policy | None,
                 options: ReadOptions) -> Example | RowError:
     try:
@@ -53,7 +66,8 @@ def csv_examples(text: str, source: str, policy: Policy | None, options: ReadOpt
     header = [c.strip() for c in first[1]]
     columns = options.columns
     needed = (columns.text,) if options.labels.constant is not None else (columns.text, columns.label)
-    for column in needed:
+    # A column the user named must exist: a misspelt --role-col would otherwise judge every reply as input.
+    for column in (*needed, *named_columns(columns)):
         if column not in header:
             raise ConfigError(source, f"line {first[0]}", f"no column '{column}'; columns are {', '.join(header)}")
     for line, cells in records:
@@ -63,21 +77,27 @@ def csv_examples(text: str, source: str, policy: Policy | None, options: ReadOpt
         yield row_example(dict(zip(header, cells, strict=True)), line, policy, options)
 
 
-def jsonl_examples(text: str, policy: Policy | None, options: ReadOptions) -> Iterator[Example | RowError]:
+def jsonl_examples(text: str, policy: Policy | None, options: ReadOptions,
+                   seen: list[dict[str, object]]) -> Iterator[Example | RowError]:
     for line, row in jsonl_rows(text):
-        yield RowError(f"line {line}: {row}") if isinstance(row, RowError) else row_example(row, line, policy, options)
+        if isinstance(row, RowError):
+            yield RowError(f"line {line}: {row}")
+            continue
+        seen.append(row)
+        yield row_example(row, line, policy, options)
 
 
-def json_array_examples(text: str, source: str, policy: Policy | None,
-                        options: ReadOptions) -> Iterator[Example | RowError]:
+def json_array_examples(text: str, source: str, policy: Policy | None, options: ReadOptions,
+                        seen: list[dict[str, object]]) -> Iterator[Example | RowError]:
     try:
         rows = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(source, "line 1", f"not valid JSON ({exc})") from None
     if not isinstance(rows, list):
         raise ConfigError(source, "line 1", "expected a JSON array of objects")
     for number, row in enumerate(rows, start=1):
         if isinstance(row, dict):
+            seen.append(row)
             yield row_example(row, number, policy, options)
         else:
             yield RowError(f"line {number}: item {number} is not a JSON object")
@@ -89,16 +109,25 @@ def parse_dataset(text: str, source: str, *, policy: Policy | None = None,
     CSV, its header. Rows the official layout leaves out are in the result's warnings."""
     suffix = layout_suffix(source)
     if suffix == ".csv" and options.columns == Columns() and is_official_layout(text):
+        if options.labels != LabelRule():
+            raise ConfigError(source, "", "the official layout's labels are the policy's own codes: --label-map "
+                                          "and --label do not apply to it")
         return official_dataset(text, source, policy)
+    seen: list[dict[str, object]] = []
     if suffix == ".csv":
         rows: Iterator[Example | RowError] = csv_examples(text, source, policy, options)
     elif suffix in (".jsonl", ".ndjson"):
-        rows = jsonl_examples(text, policy, options)
+        rows = jsonl_examples(text, policy, options, seen)
     elif suffix == ".json":
-        rows = json_array_examples(text, source, policy, options)
+        rows = json_array_examples(text, source, policy, options, seen)
     else:
         raise ConfigError(source, "", "unknown dataset format: use .jsonl, .json (an array) or .csv, optionally .gz")
-    return gather(list(rows), source)
+    try:
+        found = list(rows)
+    except csv.Error as exc:  # e.g. a cell longer than the csv module's limit
+        raise ConfigError(source, "", f"unreadable CSV: {exc}") from None
+    warnings = [f"{source}: no row has the field '{name}'" for name in unseen_fields(seen, options.columns)]
+    return gather(found, source, warnings)
 
 
 def read_dataset(path: str | Path, *, policy: Policy | None = None,

@@ -128,7 +128,8 @@ async def run_version(version: Version, plan: Plan, args: argparse.Namespace, se
                 results = await run_items(examples, policy_judge(asker, version.policy), args.concurrency, advance)
                 items: list[RouteItem] = []
             else:
-                judge = route_judge(asker, version.route, version.route_policies, cfg.max_input_chars)
+                judge = route_judge(asker, version.route, version.route_policies, cfg.max_input_chars,
+                                    args.threshold)
                 items = await run_items(examples, judge, args.concurrency, lambda item: advance(item.route))
                 results = [item.route for item in items]
         timing = Timing(time.monotonic() - clock, len(examples), asker.calls)
@@ -163,18 +164,19 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     with ResultCache(Path(args.cache_dir)) as cache:
         runs = [await run_version(v, plan, args, settings, cache, console, started) for v in plan.versions]
     skipped = [str(p) for p in plan.read.problems]
+    warned = list(plan.read.warnings)  # the official layout's unlabelled rows, fields no row has
     if len(runs) == 2:
         old, new = runs
         comparison = compare(old.results, new.results, old.summary, new.summary)
         print_comparison(console, old, new, comparison)
         write_outputs(out_dir, [*result_rows(old, "old"), *result_rows(new, "new")],
-                      {**comparison_summary(old, new, comparison), "skipped_rows": skipped},
+                      {**comparison_summary(old, new, comparison), "skipped_rows": skipped, "warnings": warned},
                       comparison_report(old, new, comparison, args.report_max),
                       comparison_html(old, new, comparison, args.report_max))
     else:
         run = runs[0]
         print_run(console, run)
-        write_outputs(out_dir, result_rows(run), {**run_summary(run), "skipped_rows": skipped},
+        write_outputs(out_dir, result_rows(run), {**run_summary(run), "skipped_rows": skipped, "warnings": warned},
                       markdown_report(run, args.report_max), run_html(run, args.report_max))
     print_outputs(console, out_dir)
     if skipped:

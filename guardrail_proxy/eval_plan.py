@@ -111,15 +111,16 @@ def versions_of(args: argparse.Namespace, settings: Settings) -> list[Version]:
 
 def read_for(versions: list[Version], args: argparse.Namespace) -> DatasetRead:
     """One read per distinct policy that owns label codes (one with policy None for a route); every read's
-    bad rows count, and the examples are the last read's minus any row another read found bad."""
+    bad rows count, and the examples are those every read kept (an official row may give two items, one of
+    them bad: the other is kept)."""
     options = read_options(args)
     owners: list[Policy | None] = [*{p.digest: p for v in versions if not v.route for p in v.policies}.values()]
     owners = owners or [None]
     reads = [read_dataset(args.dataset, policy=p, options=options) for p in owners]
     problems = list({str(p): p for r in reads for p in r.problems}.values())
-    bad = {p.line for p in problems}
+    kept = set.intersection(*({e.id for e in r.examples} for r in reads))
     last = reads[-1]
-    return DatasetRead(last.source, tuple(e for e in last.examples if e.source_line not in bad),
+    return DatasetRead(last.source, tuple(e for e in last.examples if e.id in kept),
                        tuple(sorted(problems, key=lambda p: p.line or 0)),
                        tuple(dict.fromkeys(w for r in reads for w in r.warnings)))
 

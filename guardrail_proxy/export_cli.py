@@ -38,9 +38,13 @@ def read_results(path: Path) -> list[dict[str, Any]]:
             for number, line in enumerate(handle, start=1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
+                        row = json.loads(line)
                     except ValueError as exc:
                         raise ConfigError(str(file), f"line {number}", f"not valid JSON ({exc})") from None
+                    if not isinstance(row, dict) or not {"id", "text", "outcome"} <= row.keys():
+                        raise ConfigError(str(file), f"line {number}", "not an eval result row (id, text, outcome): "
+                                                                       "export reads an eval's results.jsonl")
+                    rows.append(row)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(file), "", f"cannot read results: {exc}") from None
     return rows

@@ -32,7 +32,10 @@ def official_header_line(text: str) -> int | None:
     rest = text
     for line in (1, 2):
         head, rest = split_first_line(rest)
-        cells = next(csv.reader([head]), [])
+        try:
+            cells = next(csv.reader([head]), [])
+        except csv.Error:  # a line the csv module cannot read is no official header
+            cells = []
         if tuple(c.strip().lower() for c in cells[:4]) in OFFICIAL_HEADERS:
             return line
     return None
@@ -93,5 +96,8 @@ def read_official_csv(path: str | Path, *, policy: Policy | None = None,
 
 def official_dataset(text: str, source: str, policy: Policy | None) -> DatasetRead:
     found: list[str] = []
-    rows = list(official_rows(text, policy, found))
+    try:
+        rows = list(official_rows(text, policy, found))
+    except csv.Error as exc:
+        raise ConfigError(source, "", f"unreadable CSV: {exc}") from None
     return gather(rows, source, [f"{source}: {w}" for w in found])

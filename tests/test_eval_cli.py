@@ -160,7 +160,7 @@ def test_preflight_stops_a_wrong_endpoint_after_one_call(endpoint, tmp_path, cap
 def test_export_mistakes_round_trip_as_a_dataset(endpoint, tmp_path, capsys, suffix):
     _behaviour, server, policy = endpoint
     data = write_jsonl(tmp_path / "set.jsonl", [
-        {"id": "fp", "text": "a pillow fight", "label": "TV0", "categories": ["play", "kids"]},
+        {"id": "fp", "text": "a pillow fight", "label": "TV0", "categories": ["play, rough", "kids|teens"]},
         {"id": "ok", "text": "calm", "label": "TV0"},
         {"id": "fn", "text": "a reply, \"quoted\"\nover lines", "label": "TV2", "role": "assistant",
          "context": [{"role": "user", "content": "tell me"}, {"role": "assistant", "content": "hm"}]},
@@ -212,3 +212,53 @@ def test_either_transport_gives_the_same_results(endpoint, tmp_path, transport):
     _rows, summary = outputs(out)
     assert summary["metrics"]["counts"] == {"tp": 6, "fp": 0, "fn": 0, "tn": 3, "errors": 0}
     assert len(behaviour.requests) == 9
+
+
+def test_an_official_row_keeps_its_good_item_when_the_other_is_bad(endpoint, tmp_path):
+    _behaviour, server, _policy = endpoint
+    official = tmp_path / "dangerous-roleplay" / "policy.md"
+    official.parent.mkdir()
+    official.write_text("# Dangerous roleplay\n\nAnswer DR0 (allowed) or DR1, DR2 for violations.\n")
+    data = tmp_path / "dr.csv"
+    data.write_text("example,classification,Responses,Response Label\nhow to fight,DR2,,DR0\nhello,DR0,,\n")
+    out = tmp_path / "o"
+    assert run_cli(["eval", "--policy", str(official), "--dataset", str(data), "--base-url", f"{server.url}/v1",
+                    "--cache-dir", str(tmp_path / "c"), "--out", str(out), "--quiet", "--skip-invalid"]) == 0
+    rows, summary = outputs(out)
+    assert [r["id"] for r in rows] == ["line-2", "line-3"]
+    [skipped] = summary["skipped_rows"]
+    assert "line 2: 'text' must be a non-empty string" in skipped
+
+
+@pytest.mark.parametrize(("name", "content", "extra", "message"), [
+    ("set.csv", "text,label,speaker\nhi,0,user\n", ["--role-col", "speakr"], "no column 'speakr'"),
+    ("set.jsonl.gz", b"\x1f\x8b\x08\x00corrupt", [], "cannot read dataset"),
+    ("set.csv", "text,label\n\"" + "x" * 200_000 + "\",0\n", [], "unreadable CSV"),
+    ("set.json", "[" * 100_000, [], "not valid JSON"),
+])
+def test_unreadable_sets_and_misnamed_columns_are_one_line_errors(endpoint, tmp_path, capsys, name, content, extra,
+                                                                   message):
+    _behaviour, server, policy = endpoint
+    data = tmp_path / name
+    data.write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert run_cli(["eval", "--policy", str(policy), "--dataset", str(data), "--base-url", f"{server.url}/v1",
+                    "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_named_json_field_no_row_has_is_a_warning(endpoint, tmp_path, capsys):
+    _behaviour, server, policy = endpoint
+    data = write_jsonl(tmp_path / "set.jsonl", [{"text": "hi", "label": 0, "speaker": "user"}])
+    assert run_cli(["eval", "--policy", str(policy), "--dataset", str(data), "--role-col", "speakr", "--base-url",
+                    f"{server.url}/v1", "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o"),
+                    "--quiet"]) == 0
+    assert "no row has the field 'speakr'" in capsys.readouterr().err
+    _rows, summary = outputs(tmp_path / "o")
+    assert any("speakr" in w for w in summary["warnings"])
+
+
+def test_export_refuses_what_is_not_an_eval_result(tmp_path, capsys):
+    data = write_jsonl(tmp_path / "set.jsonl", [{"text": "hi", "label": 0}])
+    assert run_cli(["export", str(data), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "line 1: not an eval result row" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 
 import pytest
@@ -10,6 +11,7 @@ from conftest import VIOLENCE_POLICY
 from guardrail_proxy.classifier import SafeguardClient
 from guardrail_proxy.config import ClassifierConfig
 from guardrail_proxy.dataset_rows import Example
+from guardrail_proxy.errors import ClassifierError
 from guardrail_proxy.evaluation.asker import Asker
 from guardrail_proxy.evaluation.cache import FILE_NAME, Endpoint, ResultCache
 from guardrail_proxy.evaluation.compare import compare, shown
@@ -184,3 +186,18 @@ async def test_compare_reports_every_flip(client, tmp_path):
     deltas = {d.name: d for d in comparison.deltas}
     assert deltas["precision"].new == pytest.approx(1.0) and deltas["recall"].new == pytest.approx(1.0)
     assert deltas["accuracy"].delta == pytest.approx(0.3)  # 7/10 -> 10/10
+
+
+async def test_a_shared_answer_is_read_as_each_policy_reads_it(client, safeguard, tmp_path):
+    behaviour, _server = safeguard
+    behaviour.delay_s = 0.05
+    body = textwrap.dedent(VIOLENCE_POLICY).split("---\n", 2)[2]
+    binary = parse_policy(f"---\nid: same-text\ntitle: t\nformat: binary\n---\n{body}", "same.md")
+    assert binary.digest == OLD.digest  # one body, so one cache key and one call in flight
+    with ResultCache(tmp_path) as cache:
+        asker = Asker(client, cache, OPTIONS)
+        results = await asyncio.gather(asker.ask(OLD, "a knife fight"), asker.ask(binary, "a knife fight"),
+                                       return_exceptions=True)
+    assert results[0].answer.label == "TV2"
+    assert isinstance(results[1], ClassifierError) and results[1].kind == "unparseable"  # not a TV2 answer
+    assert len(behaviour.requests) == 1

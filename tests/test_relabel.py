@@ -41,5 +41,6 @@ def test_flips_pair_old_and_new_by_id():
 def test_csv_and_jsonl_writers():
     rows = mistakes([row("2", "fp", "TV2", True, context=[{"role": "user", "content": "q, \"x\""}])])
     parsed = list(csv.DictReader(io.StringIO(to_csv(rows))))
-    assert parsed[0]["categories"] == "a; b" and json.loads(parsed[0]["context"])[0]["content"] == 'q, "x"'
+    assert json.loads(parsed[0]["categories"]) == ["a", "b"]
+    assert json.loads(parsed[0]["context"])[0]["content"] == 'q, "x"'
     assert json.loads(to_jsonl(rows))["categories"] == ["a", "b"]

@@ -8,12 +8,14 @@ import textwrap
 import pytest
 from conftest import SELFHARM_POLICY, VIOLENCE_POLICY
 
-from guardrail_proxy.classifier import SafeguardClient
+from guardrail_proxy.answers import Answer
+from guardrail_proxy.classifier import Classification, SafeguardClient
 from guardrail_proxy.config import ClassifierConfig, RouteConfig
 from guardrail_proxy.dataset_rows import Example
+from guardrail_proxy.errors import ClassifierError
 from guardrail_proxy.evaluation.asker import Asker
 from guardrail_proxy.evaluation.cache import Endpoint, ResultCache
-from guardrail_proxy.evaluation.route_eval import route_checks, route_judge, split_runs
+from guardrail_proxy.evaluation.route_eval import combine_item, route_checks, route_judge, split_runs
 from guardrail_proxy.evaluation.runner import run_items
 from guardrail_proxy.evaluation.scoring import Counts, summarize
 from guardrail_proxy.policies import parse_policy
@@ -134,3 +136,13 @@ async def test_calls_in_flight_stay_within_the_concurrency_however_many_policies
     finally:
         await client.aclose()
     assert counting.most == 3 and len(behaviour.requests) == 24
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(1, "violation"), (2, "error")])
+def test_a_failed_check_decides_unless_a_counted_violation_was_found(threshold, expected):
+    example = item(1, "some text", "1")
+    phase, checks = route_checks(example, route(), POLICIES, 10_000)
+    answers = [Classification(Answer(True, 1, "TV1"), "r", "TV1", 5.0),
+               ClassifierError("no answer", kind="timeout")]
+    result = combine_item(example, phase, checks, answers, route(), POLICIES, threshold).route
+    assert result.verdict == expected

@@ -199,6 +199,7 @@ def test_clip_says_how_much_is_left_out():
     ("TV1", "TV1", 2, "tn"),
     ("TV3", "TV3", 3, "tp"),
     ("1", "TV1", 2, "fn"),  # a 0/1 label has no level: "1" stays positive at any threshold
+    ("TV3", "1", 3, "tp"),  # a binary answer has no level either
     ("TV0", None, 2, "error"),
 ])
 def test_a_severity_threshold_moves_the_positive_class(label, predicted_label, threshold, outcome):
@@ -229,3 +230,13 @@ def test_the_markdown_report_is_capped():
     results = tuple(predicted(example(f"e{i}", "TV0", f"text {i}"), "TV2") for i in range(1, 31))
     report = markdown_report(EvalRun(INFO, results, summarize(results)), max_listed=5)
     assert report.count("### `e") == 5 and "... and 25 more in results.jsonl." in report
+
+
+def test_at_a_threshold_flips_are_outcome_changes_as_mcnemar_counts_them():
+    items = [example("e1", "TV2"), example("e2", "TV0")]
+    old = [predicted(items[0], "TV1"), predicted(items[1], "TV1")]
+    new = [predicted(items[0], "TV2"), predicted(items[1], "TV0")]
+    comparison = compare(old, new, summarize(old, threshold=2), summarize(new, threshold=2))
+    # e1 went fn -> tp; e2 stayed a tn at threshold 2 (TV1 and TV0 both count as allowed there).
+    assert [(f.example.id, f.effect) for f in comparison.flips] == [("e1", "fixed")]
+    assert (comparison.mcnemar.fixed, comparison.mcnemar.broke) == (1, 0)

@@ -56,7 +56,9 @@ class Asker:
         if cached is not None and (hit := from_cache(policy, cached)):
             return replace(hit, cached=False) if key in self.fresh else hit
         if key in self.in_flight:
-            return await asyncio.shield(self.in_flight[key])
+            shared = await asyncio.shield(self.in_flight[key])
+            # The key holds the policy's text, not its front matter: read the answer as this policy reads it.
+            return replace(shared, answer=parse_answer(shared.raw, policy))
         future: asyncio.Future[Classification] = asyncio.get_running_loop().create_future()
         self.in_flight[key] = future
         try:

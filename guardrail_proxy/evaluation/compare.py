@@ -1,11 +1,13 @@
 """Two runs of one dataset -> what changed between them: two policy versions, two models or two reasoning
 efforts. Pure.
 
-A flip is an item whose verdict (violation / allowed / error) differs between the runs; each keeps both
-results, so a reader sees the old and the new answer and reasoning side by side. Severity changes inside
-"violation" (DR2 -> DR3) are not flips: the route's action may differ, but the question an editor asks
-first is "what did my edit let through or start blocking". Each metric delta carries a 95% interval and
-the changed items McNemar's test (significance.py), so a real improvement can be told from noise.
+A flip is an item whose scored outcome (tp / fp / fn / tn / error, under the run's threshold) differs
+between the runs, which at the default threshold is a verdict change (violation / allowed / error); each
+keeps both results, so a reader sees the old and the new answer and reasoning side by side. Severity
+changes on one side of the threshold (DR2 -> DR3) are not flips: the route's action may differ, but
+the question an editor asks first is "what did my edit let through or start blocking". Each metric
+delta carries a 95% interval and the changed items McNemar's test (significance.py), so a real
+improvement can be told from noise.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ def check_paired(old: Sequence[ItemResult], new: Sequence[ItemResult]) -> None:
 
 def find_flips(old: Sequence[ItemResult], new: Sequence[ItemResult], threshold: int = 1) -> list[Flip]:
     check_paired(old, new)
-    return [Flip(o, n, effect_of(o, n, threshold)) for o, n in zip(old, new, strict=True) if o.verdict != n.verdict]
+    return [Flip(o, n, effect_of(o, n, threshold)) for o, n in zip(old, new, strict=True)
+            if outcome_of(o, threshold) != outcome_of(n, threshold)]
 
 
 def metric_deltas(old: Metrics, new: Metrics, intervals: dict[str, Interval | None]) -> tuple[MetricDelta, ...]:

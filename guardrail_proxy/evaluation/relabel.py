@@ -1,7 +1,7 @@
 """An eval's results.jsonl -> the items worth a second look, in the dataset format, ready to relabel. Pure.
 
 `mistakes`: the items the classifier and the label disagree on (false positives and negatives), and the
-classifier errors with `--errors`. `flips`: a compare's items whose verdict changed between old and new.
+classifier errors with `--errors`. `flips`: a compare's items whose scored outcome changed between old and new.
 Each exported row is a dataset row (`id`, `text`, `label`, `role`, `context`, `categories`, `source`) that
 `eval` reads back as it is, followed by review columns (`predicted`, `outcome` or `effect`, `rationale`)
 that it ignores. The label is the set's own: fix it where the classifier was right, then run eval again.
@@ -31,12 +31,6 @@ def mistakes(rows: Iterable[dict[str, Any]], errors: bool = False) -> list[dict[
              "rationale": r.get("rationale") or r.get("error")} for r in scoped if r.get("outcome") in wanted]
 
 
-def verdict(row: dict[str, Any]) -> str:
-    if row.get("predicted_violation") is None:
-        return "error"
-    return "violation" if row["predicted_violation"] else "allowed"
-
-
 def flips(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Pairs the old and new rows of each item by id; raises ValueError for results that are not a compare."""
     scoped = [r for r in rows if r.get("scope") in (None, "route")]
@@ -47,7 +41,7 @@ def flips(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     found = []
     for after in new:
         before = old.get(after["id"])
-        if before is None or verdict(before) == verdict(after):
+        if before is None or before.get("outcome") == after.get("outcome"):
             continue
         effect = ("fixed" if after.get("outcome") in ("tp", "tn") and before.get("outcome") in ("fp", "fn") else
                   "broke" if before.get("outcome") in ("tp", "tn") and after.get("outcome") in ("fp", "fn") else
@@ -64,8 +58,8 @@ def csv_cell(name: str, value: Any) -> str:
     if name == "context":
         turns: Sequence[dict[str, str]] = value
         return json.dumps(list(turns), ensure_ascii=False) if turns else ""
-    if name == "categories":
-        return "; ".join(value)
+    if name == "categories":  # as JSON: a category may itself hold a comma
+        return json.dumps(list(value), ensure_ascii=False) if value else ""
     return str(value)
 
 

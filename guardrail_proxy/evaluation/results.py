@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..answers import Answer
-from ..dataset_rows import Example
+from ..dataset_rows import LABEL_CODE, Example
 
 Outcome = Literal["tp", "fp", "fn", "tn", "error"]
 
@@ -60,7 +60,10 @@ def expected_positive(example: Example, threshold: int = 1) -> bool:
 
 
 def predicted_positive(prediction: Prediction, threshold: int = 1) -> bool:
-    return prediction.violation and prediction.severity >= threshold
+    """A violation at or above the threshold; an answer without a level (binary, JSON, a route's joined answer)
+    counts at any threshold, like a 0/1 label."""
+    leveled = LABEL_CODE.fullmatch(prediction.label) is not None
+    return prediction.violation and (not leveled or prediction.severity >= threshold)
 
 
 def outcome_of(result: ItemResult, threshold: int = 1) -> Outcome:

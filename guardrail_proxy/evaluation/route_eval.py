@@ -23,7 +23,7 @@ from ..policies import Policy
 from ..protocol import Message
 from ..subjects import input_subjects, output_subject
 from .asker import Asker
-from .results import Failure, ItemResult, Prediction
+from .results import Failure, ItemResult, Prediction, predicted_positive
 from .runner import Judge
 
 
@@ -75,10 +75,11 @@ def token_sum(answers: Sequence[Classification | ClassifierError], field: str) -
 
 
 def joined(results: Sequence[tuple[str, ItemResult]], latency_ms: float,
-           answers: Sequence[Classification | ClassifierError] = ()) -> Prediction:
-    """The route's answer for an item: a violation when any policy found one, with their explanations."""
+           answers: Sequence[Classification | ClassifierError] = (), threshold: int = 1) -> Prediction:
+    """The route's answer for an item: a violation when any policy found one (at or above the threshold),
+    with their explanations. It carries no level: the threshold is already applied."""
     predictions = [(pid, r.prediction) for pid, r in results if r.prediction]
-    found = [(pid, p) for pid, p in predictions if p.violation]
+    found = [(pid, p) for pid, p in predictions if predicted_positive(p, threshold)]
     severity = max((p.severity for _, p in found), default=0)
     shown = found or predictions
     rationale = "; ".join(f"{pid} {p.label}: {p.rationale}" for pid, p in shown if p.rationale) or None
@@ -90,7 +91,7 @@ def joined(results: Sequence[tuple[str, ItemResult]], latency_ms: float,
 
 def combine_item(example: Example, phase: Phase, checks: Sequence[Check],
                  answers: Sequence[Classification | ClassifierError], route: RouteConfig,
-                 policies: dict[str, Policy]) -> RouteItem:
+                 policies: dict[str, Policy], threshold: int = 1) -> RouteItem:
     """Pure: an item's answers -> the route's result, each policy's, and the proxy's action."""
     outcomes = [to_outcome(phase, check, answer) for check, answer in zip(checks, answers, strict=True)]
     decision = combine(phase, outcomes, route, policies)
@@ -98,15 +99,18 @@ def combine_item(example: Example, phase: Phase, checks: Sequence[Check],
                        for rule in route.policies if any(o.policy_id == rule.id for o in outcomes))
     latency = max((o.latency_ms for o in outcomes), default=0.0)  # the proxy asks every policy at once
     cached = all(r.cached for _, r in per_policy)
-    if decision.failures and not decision.triggered:
+    found = any(r.prediction and predicted_positive(r.prediction, threshold) for _, r in per_policy)
+    if decision.failures and not found:  # a failed check decides unless a counted violation was found anyway
         failure = decision.failures[0]
         result = ItemResult(example, None, Failure(failure.kind, failure.message))
     else:
-        result = ItemResult(example, joined(per_policy, latency, answers), cached=cached and bool(per_policy))
+        result = ItemResult(example, joined(per_policy, latency, answers, threshold),
+                            cached=cached and bool(per_policy))
     return RouteItem(result, per_policy, decision.outcome.value)
 
 
-def route_judge(asker: Asker, route: RouteConfig, policies: dict[str, Policy], max_chars: int) -> Judge[RouteItem]:
+def route_judge(asker: Asker, route: RouteConfig, policies: dict[str, Policy], max_chars: int,
+                threshold: int = 1) -> Judge[RouteItem]:
     async def ask(check: Check) -> Classification | ClassifierError:
         try:
             return await asker.ask(check.policy, check.content)
@@ -116,7 +120,7 @@ def route_judge(asker: Asker, route: RouteConfig, policies: dict[str, Policy], m
     async def judge(example: Example) -> RouteItem:
         phase, checks = route_checks(example, route, policies, max_chars)
         answers = await asyncio.gather(*(ask(check) for check in checks))
-        return combine_item(example, phase, checks, answers, route, policies)
+        return combine_item(example, phase, checks, answers, route, policies, threshold)
 
     return judge
 

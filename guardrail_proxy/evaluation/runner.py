@@ -63,7 +63,11 @@ async def run_items(examples: Sequence[Example], judge: Judge[R], concurrency: i
             if on_result:
                 on_result(result)
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(max(1, min(concurrency, len(examples)))):
-            group.create_task(worker())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, min(concurrency, len(examples)))):
+                group.create_task(worker())
+    except BaseExceptionGroup as failed:
+        # One fault (a full disk under the cache, say) is reported as itself, not as a group of tracebacks.
+        raise failed.exceptions[0] from None
     return [r for r in results if r is not None]
