@@ -34,9 +34,10 @@ async def chat_completions(request: Request) -> Response:
     flow = Flow.start(request, runtime_of(request))
     reply = await run(flow, CHAT_COMPLETIONS)
     if isinstance(reply, StreamReply):
-        # The relay runs the flow's end hooks when the stream ends, however it ends.
-        return EventStreamResponse(reply.events, headers={"cache-control": "no-cache", **reply.headers},
-                                   on_close=reply.close)
+        # The relay runs the flow's end hooks when the stream ends, however it ends; under sync durability
+        # the last event waits for the record's commit.
+        return EventStreamResponse(flow.last_after_commit(reply.events),
+                                   headers={"cache-control": "no-cache", **reply.headers}, on_close=reply.close)
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 
@@ -97,6 +98,7 @@ def create_app(config: LoadedConfig, settings: Settings | None = None) -> Starle
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = Runtime.build(config, settings)
+        await runtime.start()
         app.state.runtime = runtime
         try:
             yield

@@ -1,17 +1,17 @@
 """One structured audit record per request: every verdict with its policy digest and the classifier's
-reasoning, every failed check, and what the proxy did. Records go to a JSONL file or to the log stream.
+reasoning, every failed check, what the proxy did, and which client key asked (by a name derived from it,
+never the key). The conversation is kept only as the route's `audit_content` says. Records go to a store
+through audit_writer.py.
 
 Reasoning is kept here for audit and is never sent to the end user unless the route says so.
 """
 
 from __future__ import annotations
 
-import json
-import logging
+import hashlib
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from .decisions import CheckFailure, Decision, Verdict
 from .responses import shown_decision
@@ -29,6 +29,8 @@ class AuditRecord:
     status: int = 200
     error: str | None = None
     started: float = field(default_factory=time.time)
+    client: str | None = None  # key_name() of the client key, when the proxy has client keys
+    content: dict[str, Any] | None = None  # audit_content.py: input, context, output; per the route
 
     @property
     def decision(self) -> str:
@@ -47,8 +49,16 @@ class AuditRecord:
             "upstream_called": self.upstream_called,
             "upstream_cancelled": self.upstream_cancelled,
             "duration_ms": round((time.time() - self.started) * 1000, 2),
+            "client": self.client,
+            "unchecked": any(d.unchecked for d in self.decisions),
             "phases": [phase_json(d) for d in self.decisions],
+            "content": self.content,
         }
+
+
+def key_name(key: str) -> str:
+    """A stable name for a client key that does not reveal it: 'key-' and 12 hex digits of its SHA-256."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def phase_json(decision: Decision) -> dict[str, Any]:
@@ -72,24 +82,3 @@ def outcome_json(outcome: Verdict | CheckFailure, action: str | None) -> dict[st
         "cached": outcome.cached,
         "rationale": outcome.rationale, "reasoning": outcome.reasoning, "answer": outcome.raw,
     }
-
-
-class AuditSink:
-    def __init__(self, path: str | None) -> None:
-        self.logger = logging.getLogger("guardrail_proxy.audit")
-        self.file: TextIO | None = None
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115  # closed in close()
-
-    def write(self, record: AuditRecord) -> None:
-        line = json.dumps(record.to_json(), ensure_ascii=False)
-        if self.file is not None:
-            self.file.write(line + "\n")
-            self.file.flush()
-        else:
-            self.logger.info(line)
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()

@@ -26,9 +26,10 @@ def load_client_keys(server: ServerConfig, settings: Settings, source: str) -> f
     return keys
 
 
-def check_client(authorization: str | None, keys: frozenset[str] | None) -> None:
+def check_client(authorization: str | None, keys: frozenset[str] | None) -> str | None:
+    """The key the client sent, when the proxy has keys and it is one of them; raises Unauthorized otherwise."""
     if keys is None:
-        return
+        return None
     scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
     # Compare with every key in constant time, so timing does not reveal how much of a key matched.
@@ -36,3 +37,4 @@ def check_client(authorization: str | None, keys: frozenset[str] | None) -> None
     if scheme.lower() != "bearer" or not token or not any(matched):
         raise Unauthorized("invalid or missing API key: send one of this proxy's client keys as "
                            "'Authorization: Bearer <key>'")
+    return token

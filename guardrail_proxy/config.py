@@ -88,7 +88,29 @@ class PoliciesConfig(Frozen):
 
 
 class AuditConfig(Frozen):
-    path: str | None = Field(None, description="JSONL file for decision records; unset: the log stream")
+    """Where each request's record goes, and what a request waits for. See audit_writer.py."""
+
+    store: Literal["sqlite", "jsonl", "log"] = Field(
+        "sqlite", description="sqlite: a local database the `audit` command queries; jsonl: one JSON line per "
+                              "request in a file; log: the same lines on the log stream, for log shippers")
+    path: str | None = Field(None, description="sqlite: the database file (default guardrail-audit.db in the "
+                                               "working directory); jsonl: the file (required)")
+    durability: Literal["batch", "sync"] = Field(
+        "batch", description="batch: commit at most every batch_ms, a crash may lose that window; sync: a reply "
+                             "(a stream's last event) is sent only after its record is committed")
+    batch_ms: int = Field(50, ge=1, le=60_000, description="longest wait before a group of records is committed")
+    max_pending: int = Field(10_000, ge=1, description="records not yet committed before new requests are held")
+    when_full: Literal["wait", "refuse"] = Field(
+        "wait", description="with max_pending records waiting: new requests wait for room, or get a 503")
+    retention_days: float | None = Field(30, gt=0, description="`audit prune` deletes older records; null: keep all")
+
+    @model_validator(mode="after")
+    def _jsonl_needs_path(self) -> AuditConfig:
+        if self.store == "jsonl" and not self.path:
+            raise ValueError("store 'jsonl' needs path")
+        if self.store == "log" and self.path:
+            raise ValueError("store 'log' writes to the log stream and takes no path")
+        return self
 
 
 class ProxyConfig(Frozen):
@@ -175,6 +197,9 @@ class RouteConfig(Frozen):
     allow_prompt_template: bool = Field(
         False, description="forward chat_template / chat_template_kwargs, which let a client replace the prompt "
                            "template a vLLM upstream builds (refused with a 400 otherwise)")
+    audit_content: Literal["none", "flagged", "all"] = Field(
+        "none", description="what the audit store keeps of the conversation: none; flagged (requests that were "
+                            "not plainly allowed: a violation, a failed check, a refusal); all")
     max_checks: int = Field(
         64, ge=1, le=10_000, description="distinct classifier calls one phase of a request may need (texts x "
                                          "policies x segments); a request needing more gets a 413, unchecked "

@@ -71,7 +71,7 @@ def write_config(directory: Path, classifier_url: str, upstream_url: str, port: 
         "classifiers": {"default": {"base_url": f"{classifier_url}/v1", "timeout_s": 5}},
         "upstreams": {"standin": {"provider": "openai", "model": "stand-in-chat", "api_base": f"{upstream_url}/v1"}},
         "policies": {"dirs": ["policies"]},
-        "audit": {"path": str(directory / "audit.jsonl")},
+        "audit": {"store": "jsonl", "path": str(directory / "audit.jsonl"), "durability": "sync"},
     }
     path = directory / "proxy.yaml"
     path.write_text(json.dumps(proxy, indent=2))  # JSON is valid YAML

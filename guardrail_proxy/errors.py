@@ -13,7 +13,8 @@
     ├── ClassifierError             the classifier failed: transport, timeout, HTTP error, unparseable
     │                               answer. A fault, never a verdict; the pipeline applies the fail mode.
     ├── GuardrailUnavailable        fail-closed answer when a check could not run (503)
-    │   └── GuardrailOverloaded     503 with Retry-After: the classifier queue is full
+    │   ├── GuardrailOverloaded     503 with Retry-After: the classifier queue is full
+    │   └── AuditUnavailable        503: the audit record could not be kept (a full backlog, a failed commit)
     └── UpstreamError               the chat model failed (status relayed for 4xx, 502/504 otherwise)
 
 A policy violation is *not* an exception: it is a `Decision` value (see decisions.py).
@@ -122,6 +123,16 @@ class GuardrailOverloaded(GuardrailUnavailable):
     """Too many checks waiting: retry later. Sent with Retry-After; counted apart from outages."""
 
     code = "guardrail_overloaded"
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": "1"}
+
+
+class AuditUnavailable(GuardrailUnavailable):
+    """The request's record could not be kept: the backlog is full (when_full: refuse) or, under sync
+    durability, its commit failed. Sent with Retry-After; nothing was lost silently."""
+
+    code = "audit_unavailable"
 
     def headers(self) -> dict[str, str]:
         return {"retry-after": "1"}

@@ -1,6 +1,6 @@
 """One request, top to bottom: a `Flow` object and the ordered list of stages that fill it in.
 
-    CHAT_COMPLETIONS = authenticate -> read_body -> parse -> pick_route -> admit -> exchange
+    CHAT_COMPLETIONS = audit_room -> authenticate -> read_body -> parse -> pick_route -> admit -> exchange
 
 Each stage is a small async function of the flow; it either fills in the next part of the flow or raises a
 GuardrailProxyError (a refusal), which app.py turns into OpenAI error JSON. `exchange` (guard.py) runs the
@@ -8,26 +8,31 @@ input checks, the upstream call and the output checks, and applies each phase's 
 (responses.py). Policy violations are values (decisions.py), never exceptions.
 
 The end hooks (the audit record, the request counter) run exactly once per request, however it ends: a
-refusal before routing, a block, an upstream fault, a finished or abandoned stream. An endpoint is a tuple
-of stages; adding one means composing stages, not copying them.
+refusal before routing, a block, an upstream fault, a finished or abandoned stream. Under `sync` audit
+durability the reply (a stream's last event) waits for its record's commit (`settle`). An endpoint is a
+tuple of stages; adding one means composing stages, not copying them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from .audit import AuditRecord
+from .audit import AuditRecord, key_name
+from .audit_content import conversation_content
+from .audit_rows import is_flagged
 from .auth import check_client
 from .config import RouteConfig
-from .errors import BodyTooLarge, GuardrailProxyError, UnsupportedContent
+from .errors import AuditUnavailable, BodyTooLarge, GuardrailProxyError, UnsupportedContent
 from .guard import Exchange, Reply, StreamReply
 from .protocol import ChatRequest, parse_chat_request, parse_json_body
 from .routing import ROUTE_HEADER, match_route
 from .runtime import Runtime
+from .streaming import sse
 from .subjects import unreadable_parts
 
 PROMPT_TEMPLATE_FIELDS = ("chat_template", "chat_template_kwargs")
@@ -45,6 +50,7 @@ class Flow:
     route: RouteConfig | None = None
     reply: Reply | StreamReply | None = None
     hooks_ran: bool = field(default=False, repr=False)
+    committed: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, http: Request, runtime: Runtime) -> Flow:
@@ -67,16 +73,48 @@ class Flow:
             return
         self.hooks_ran = True
         record = self.record
-        self.runtime.audit.write(record)
+        stored = record.to_json()
+        mode = self.route.audit_content if self.route else "none"
+        if mode == "all" or (mode == "flagged" and is_flagged(stored)):
+            stored["content"] = record.content = conversation_content(self.chat, self.reply)
+        self.committed = self.runtime.audit.submit(stored)
         self.runtime.metrics.inc("guardrail_requests_total", route=record.route or "none", status=str(record.status),
                                  decision=record.decision)
+
+
+    async def settle(self) -> None:
+        """Under sync durability, wait for this request's record to be committed (AuditUnavailable if not)."""
+        if self.committed is not None and self.runtime.config.proxy.audit.durability == "sync":
+            await self.committed
+
+    async def last_after_commit(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """A stream's events with the last one held back until the record is committed (sync durability):
+        a client that saw the end of its stream can count on its record."""
+        held: bytes | None = None
+        async for event in events:
+            if held is not None:
+                yield held
+            held = event
+        try:
+            await self.settle()
+        except AuditUnavailable as exc:
+            yield sse({"error": exc.to_body()["error"]})
+            return
+        if held is not None:
+            yield held
 
 
 Stage = Callable[[Flow], Awaitable[None]]
 
 
+async def audit_room(flow: Flow) -> None:
+    """Hold (or refuse) a request while the audit backlog is full, before any work is done for it."""
+    await flow.runtime.audit.room()
+
+
 async def authenticate(flow: Flow) -> None:
-    check_client(flow.http.headers.get("authorization"), flow.runtime.client_keys)
+    key = check_client(flow.http.headers.get("authorization"), flow.runtime.client_keys)
+    flow.record.client = key_name(key) if key else None
 
 
 async def read_body(flow: Flow) -> None:
@@ -130,7 +168,7 @@ async def exchange(flow: Flow) -> None:
     flow.reply = await guarded.run(flow.chat)
 
 
-CHAT_COMPLETIONS: tuple[Stage, ...] = (authenticate, read_body, parse, pick_route, admit, exchange)
+CHAT_COMPLETIONS: tuple[Stage, ...] = (audit_room, authenticate, read_body, parse, pick_route, admit, exchange)
 
 
 async def run(flow: Flow, stages: Sequence[Stage]) -> Reply | StreamReply:
@@ -142,10 +180,12 @@ async def run(flow: Flow, stages: Sequence[Stage]) -> Reply | StreamReply:
     except GuardrailProxyError as exc:
         flow.fail(exc.status_code, exc.logged)
         flow.finish()
+        await flow.settle()
         raise
     except Exception as exc:
         flow.fail(500, f"internal error: {type(exc).__name__}")
         flow.finish()
+        await flow.settle()
         raise
     except BaseException:
         flow.fail(499, "cancelled before a reply")
@@ -154,4 +194,5 @@ async def run(flow: Flow, stages: Sequence[Stage]) -> Reply | StreamReply:
     assert flow.reply is not None, "the last stage leaves a reply"
     if isinstance(flow.reply, Reply):
         flow.finish()
+        await flow.settle()
     return flow.reply

@@ -8,7 +8,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from .audit import AuditSink
+from .audit_store import build_store
+from .audit_writer import AuditWriter
 from .auth import load_client_keys
 from .classifier import Classifier
 from .classifier_factory import build_classifier
@@ -28,7 +29,7 @@ class Runtime:
     upstreams: dict[str, Upstream]
     checker: Checker
     metrics: Metrics
-    audit: AuditSink
+    audit: AuditWriter
     client_keys: frozenset[str] | None
 
     @classmethod
@@ -49,12 +50,17 @@ class Runtime:
                           capacity={name: cfg.max_concurrency + cfg.max_queue
                                     for name, cfg in proxy.classifiers.items()})
         keys = load_client_keys(proxy.server, settings, str(config.path))
-        return cls(config, settings, classifiers, upstreams, checker, metrics, AuditSink(proxy.audit.path), keys)
+        texts = [(p.digest, p.id, p.text) for p in config.policies.values()]
+        audit = AuditWriter(build_store(proxy.audit), proxy.audit, metrics, texts)
+        return cls(config, settings, classifiers, upstreams, checker, metrics, audit, keys)
+
+    async def start(self) -> None:
+        await self.audit.start()
 
     async def close(self) -> None:
         await asyncio.gather(*(c.aclose() for c in self.classifiers.values()),
                              *(u.aclose() for u in self.upstreams.values()), return_exceptions=True)
-        self.audit.close()
+        await self.audit.close()
 
     def missing_secrets(self) -> dict[str, str]:
         proxy = self.config.proxy

@@ -128,7 +128,7 @@ def write_config(tmp: Path, route: dict[str, Any], classifier_url: str, upstream
         "upstreams": {"standin": upstream or {"provider": "openai", "model": "stand-in-chat",
                                               "api_base": f"{upstream_url}/v1"}},
         "policies": {"dirs": ["policies"]},
-        "audit": {"path": str(tmp / "audit.jsonl")},
+        "audit": {"store": "jsonl", "path": str(tmp / "audit.jsonl"), "durability": "sync"},
     }
     path = tmp / "proxy.yaml"
     path.write_text(yaml.safe_dump(proxy))

@@ -15,7 +15,7 @@ from guardrail_proxy.standins.safeguard import Rule
 def test_the_chat_stages_in_order():
     # README's "How a request flows" lists these; change both together.
     assert [stage.__name__ for stage in CHAT_COMPLETIONS] == [
-        "authenticate", "read_body", "parse", "pick_route", "admit", "exchange"]
+        "audit_room", "authenticate", "read_body", "parse", "pick_route", "admit", "exchange"]
 
 
 @pytest.mark.parametrize(("route", "prompt", "stream"), [

@@ -32,6 +32,7 @@ def teen(tmp_path, safeguard, upstream):
     proxy["classifiers"]["default"]["base_url"] = f"{sg_server.url}/v1"
     proxy["upstreams"]["openai"] = {"provider": "openai", "model": "stand-in-chat", "api_base": f"{up_server.url}/v1"}
     proxy["policies"]["dirs"] = [str(REPO / "teen_safety_policies")]
+    proxy["audit"]["path"] = str(tmp_path / "audit.db")  # the shipped default store, kept out of the repo
     path.write_text(yaml.safe_dump(proxy))
     with ServerThread(create_app(load_config(path), Settings())) as server:
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)

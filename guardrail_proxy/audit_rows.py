@@ -1,0 +1,51 @@
+"""An audit record's JSON -> the rows a database stores, and back. Pure.
+
+The JSON is the one representation of a record (what the jsonl and log stores write, what `audit show --json`
+prints); the database keeps it whole, plus the columns that filters and counts need: one row per request and
+one per check (policy, label, result, action), so "what did we block last week under which policy" is an
+indexed query, not a scan of reasoning text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+RECORD_COLUMNS = ("request_id", "ts", "route", "model", "client", "stream", "decision", "status", "error",
+                  "upstream_called", "upstream_cancelled", "duration_ms", "unchecked", "flagged", "record")
+CHECK_COLUMNS = ("request_id", "ts", "phase", "policy", "policy_digest", "result", "label", "severity", "action",
+                 "error_kind", "latency_ms")
+
+
+@dataclass(frozen=True)
+class Rows:
+    record: tuple[Any, ...]
+    checks: tuple[tuple[Any, ...], ...]
+
+
+def is_flagged(record: dict[str, Any]) -> bool:
+    """Not plainly allowed: a refused or failed request, a violation of any action, a failed check."""
+    return int(record.get("status") or 0) >= 400 or any(
+        check.get("result") in ("violation", "error") for phase in record.get("phases", ()) for check in
+        phase.get("checks", ()))
+
+
+def rows_of(record: dict[str, Any]) -> Rows:
+    flagged = is_flagged(record)
+    top = (record["request_id"], record["ts"], record.get("route") or "", record.get("model") or "",
+           record.get("client"), int(bool(record.get("stream"))), record.get("decision") or "none",
+           int(record.get("status") or 0), record.get("error"), int(bool(record.get("upstream_called"))),
+           int(bool(record.get("upstream_cancelled"))), record.get("duration_ms"),
+           int(bool(record.get("unchecked"))), int(flagged), json.dumps(record, ensure_ascii=False))
+    checks = tuple(
+        (record["request_id"], record["ts"], phase.get("phase"), check.get("policy"), check.get("policy_digest"),
+         check.get("result"), check.get("label"), check.get("severity"), check.get("action"),
+         check.get("error_kind"), check.get("latency_ms"))
+        for phase in record.get("phases", ()) for check in phase.get("checks", ()))
+    return Rows(top, checks)
+
+
+def record_of(stored: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(stored)
+    return data
