@@ -11,6 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from .app import create_app
+from .audit_cli import register as register_audit
 from .auth import load_client_keys
 from .demo import run_demo
 from .errors import ConfigError
@@ -112,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_check(sub)
     register_eval(sub)
     register_export(sub)
+    register_audit(sub)
     return parser
 
 

@@ -110,7 +110,7 @@ class Proxy:
 def write_config(tmp: Path, route: dict[str, Any], classifier_url: str, upstream_url: str,
                  classifier: dict[str, Any] | None = None, upstream: dict[str, Any] | None = None,
                  extra_routes: dict[str, dict[str, Any]] | None = None,
-                 server_cfg: dict[str, Any] | None = None) -> Path:
+                 server_cfg: dict[str, Any] | None = None, audit: dict[str, Any] | None = None) -> Path:
     policies = tmp / "policies"
     policies.mkdir(exist_ok=True)
     for name, text in [("violence", VIOLENCE_POLICY), ("selfharm", SELFHARM_POLICY), ("spam", JSON_POLICY)]:
@@ -128,7 +128,7 @@ def write_config(tmp: Path, route: dict[str, Any], classifier_url: str, upstream
         "upstreams": {"standin": upstream or {"provider": "openai", "model": "stand-in-chat",
                                               "api_base": f"{upstream_url}/v1"}},
         "policies": {"dirs": ["policies"]},
-        "audit": {"store": "jsonl", "path": str(tmp / "audit.jsonl"), "durability": "sync"},
+        "audit": audit or {"store": "jsonl", "path": str(tmp / "audit.jsonl"), "durability": "sync"},
     }
     path = tmp / "proxy.yaml"
     path.write_text(yaml.safe_dump(proxy))
@@ -146,9 +146,9 @@ def make_proxy(tmp_path: Path, safeguard: tuple[SafeguardBehaviour, ServerThread
     def make(route: dict[str, Any] | None = None, *, classifier_url: str | None = None,
              classifier: dict[str, Any] | None = None, upstream_cfg: dict[str, Any] | None = None,
              extra_routes: dict[str, dict[str, Any]] | None = None, server_cfg: dict[str, Any] | None = None,
-             env: dict[str, str] | None = None) -> Proxy:
+             env: dict[str, str] | None = None, audit: dict[str, Any] | None = None) -> Proxy:
         path = write_config(tmp_path, route or {}, classifier_url or sg_server.url, up_server.url,
-                            classifier, upstream_cfg, extra_routes, server_cfg)
+                            classifier, upstream_cfg, extra_routes, server_cfg, audit)
         server = ServerThread(create_app(load_config(path), Settings(MappingProxyType(env or {})))).start()
         started.append(server)
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="test", max_retries=0, timeout=20)

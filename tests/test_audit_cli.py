@@ -1,0 +1,142 @@
+"""The SQLite audit store end to end: requests through the proxy (the openai SDK), then `guardrail-proxy audit`
+list, show, stats, export (read back by `eval`'s loader) and prune; content modes; refused requests."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+from conftest import user
+
+from guardrail_proxy.audit import key_name
+from guardrail_proxy.cli import build_parser
+from guardrail_proxy.datasets import load_dataset
+from guardrail_proxy.settings import Settings
+from guardrail_proxy.standins.safeguard import Rule
+
+
+def audit_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    args = build_parser().parse_args(["audit", *argv])
+    code = int(args.func(args, Settings()))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def traffic(make_proxy, tmp_path):
+    """A proxy with client keys and the SQLite store, after five requests: allowed, blocked, 401, 400, 413."""
+
+    def run(content: str = "flagged", durability: str = "sync"):
+        db = tmp_path / "audit.db"
+        proxy = make_proxy({"audit_content": content}, server_cfg={"client_keys_env": "KEYS", "max_body_bytes": 4096},
+                           env={"KEYS": "key-one,key-two"},
+                           audit={"store": "sqlite", "path": str(db), "durability": durability})
+        proxy.classifier.rules.append(Rule("fight", 2))
+        client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="key-one", max_retries=0)
+        client.chat.completions.create(model="test-model", messages=user("hello there"))
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="test-model", messages=[
+                {"role": "assistant", "content": "earlier"}, {"role": "user", "content": "describe the fight"}])
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="wrong", max_retries=0).chat.completions.create(
+                model="test-model", messages=user("hi"))
+        headers = {"authorization": "Bearer key-two", "content-type": "application/json"}
+        assert httpx.post(f"{proxy.url}/v1/chat/completions", content=b"{not json", headers=headers).status_code == 400
+        big = json.dumps({"model": "test-model", "messages": user("x" * 5000)})
+        assert httpx.post(f"{proxy.url}/v1/chat/completions", content=big, headers=headers).status_code == 413
+        return db
+
+    return run
+
+
+def test_every_request_is_stored_and_listed(traffic, capsys):
+    db = traffic()
+    code, out, _ = audit_cli(["list", "--db", str(db), "--json"], capsys)
+    rows = json.loads(out)
+    assert code == 0 and [r["status"] for r in rows] == [413, 400, 401, 400, 200]  # newest first
+    assert [r["decision"] for r in rows][-2:] == ["block", "allow"]
+    assert rows[3]["violations"] == ["violence TV2 (block)"]
+    assert rows[4]["client"] == key_name("key-one") and rows[0]["client"] == key_name("key-two")
+    assert rows[2]["client"] is None and "key-one" not in json.dumps(rows)  # never the key itself
+    code, out, _ = audit_cli(["list", "--db", str(db), "--json", "--decision", "block"], capsys)
+    assert [r["status"] for r in json.loads(out)] == [400]
+    code, out, _ = audit_cli(["list", "--db", str(db), "--json", "--policy", "violence", "--label", "TV2"], capsys)
+    assert len(json.loads(out)) == 1
+    code, out, _ = audit_cli(["list", "--db", str(db), "--json", "--flagged", "--since", "1h"], capsys)
+    assert len(json.loads(out)) == 4
+    code, out, _ = audit_cli(["list", "--db", str(db)], capsys)
+    assert "violence TV2" in out and "request_id" in out
+
+
+def test_show_has_the_reasoning_and_the_policy_version(traffic, capsys):
+    db = traffic()
+    _, out, _ = audit_cli(["list", "--db", str(db), "--json", "--decision", "block"], capsys)
+    request_id = json.loads(out)[0]["request_id"]
+    code, out, _ = audit_cli(["show", request_id, "--db", str(db), "--json"], capsys)
+    record = json.loads(out)
+    check = record["phases"][0]["checks"][0]
+    assert code == 0 and check["reasoning"].startswith("Stand-in") and check["label"] == "TV2"
+    assert record["policies"][check["policy_digest"]]["text"].startswith("# Test violence policy")
+    code, out, _ = audit_cli(["show", request_id, "--db", str(db)], capsys)
+    assert "reasoning: Stand-in" in out and "-> block" in out
+    assert audit_cli(["show", "nope", "--db", str(db)], capsys)[0] == 1
+
+
+def test_stats_count_requests_per_period_policy_label_and_decision(traffic, capsys):
+    db = traffic()
+    code, out, _ = audit_cli(["stats", "--db", str(db), "--json", "--per", "hour"], capsys)
+    assert code == 0
+    counts = {(c["decision"], c["policy"], c["label"]): c["requests"] for c in json.loads(out)}
+    assert counts == {("allow", "-", "-"): 1, ("block", "violence", "TV2"): 1, ("none", "-", "-"): 3}
+
+
+# flagged: the blocked request's input (it got no reply); all: also the allowed one, input and reply.
+# Requests refused before a route was picked (401, 400, 413) have no route to ask, so no content.
+@pytest.mark.parametrize(("content", "rows"), [("none", 0), ("flagged", 1), ("all", 3)])
+def test_content_modes_and_export_into_eval(traffic, capsys, tmp_path, content, rows):
+    db = traffic(content)
+    out_file = tmp_path / "flagged.jsonl"
+    code, _, err = audit_cli(["export", "--db", str(db), "--out", str(out_file)], capsys)
+    assert code == 0 and f"wrote {rows} dataset rows" in err
+    if not rows:
+        return
+    examples = {e.text: e for e in load_dataset(out_file)}
+    blocked = examples["describe the fight"]
+    assert blocked.violation and blocked.categories == ("violence",) and blocked.context[0].text == "earlier"
+    if content == "all":
+        reply = next(e for e in examples.values() if e.role == "assistant")
+        assert not reply.violation and reply.context[0].text == "hello there"
+
+
+def test_prune_deletes_what_is_past_retention(traffic, capsys):
+    db = traffic()
+    code, out, _ = audit_cli(["prune", "--db", str(db), "--older-than", "1h"], capsys)
+    assert (code, out.strip()) == (0, "deleted 0 records")
+    code, out, _ = audit_cli(["prune", "--db", str(db), "--older-than", "2099-01-01", "--json"], capsys)
+    assert json.loads(out) == {"deleted": 5}
+    assert json.loads(audit_cli(["list", "--db", str(db), "--json"], capsys)[1]) == []
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["list", "--db", "{tmp}/none.db"], "no audit database here"),
+    (["list", "--db", "{db}", "--since", "yesterday"], "expected a time like 24h"),
+    (["prune", "--db", "{db}"], "no retention period"),
+])
+def test_errors_are_one_line(traffic, capsys, tmp_path, argv, message):
+    db = traffic()
+    code, _, err = audit_cli([a.format(tmp=tmp_path, db=db) for a in argv], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_batch_mode_stores_the_records_too(traffic, capsys):
+    db = traffic(durability="batch")
+    # Batch mode may answer before the commit: the records arrive within the window.
+    for _ in range(100):
+        rows = json.loads(audit_cli(["list", "--db", str(db), "--json"], capsys)[1])
+        if len(rows) == 5:
+            break
+        time.sleep(0.05)
+    assert len(rows) == 5

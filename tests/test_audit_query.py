@@ -1,0 +1,80 @@
+"""Pure parts of the audit queries: time parsing, WHERE clauses, periods, record summaries, dataset rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from guardrail_proxy.audit_query import Filters, bucket_start, dataset_rows, parse_when, violations, where
+from guardrail_proxy.audit_rows import is_flagged, rows_of
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("30m", NOW - 1800), ("24h", NOW - 86400), ("7d", NOW - 7 * 86400), ("2w", NOW - 14 * 86400),
+    ("1.5h", NOW - 5400),
+    ("2026-11-28", datetime(2026, 11, 28, tzinfo=UTC).timestamp()),
+    ("2026-11-28T10:30", datetime(2026, 11, 28, 10, 30, tzinfo=UTC).timestamp()),
+    ("2026-11-28T10:30+01:00", datetime(2026, 11, 28, 9, 30, tzinfo=UTC).timestamp()),
+])
+def test_parse_when(text, expected):
+    assert parse_when(text, NOW) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["yesterday", "7 days", "-3d", ""])
+def test_parse_when_says_what_it_expects(text):
+    with pytest.raises(ValueError, match="expected a time like 24h"):
+        parse_when(text, NOW)
+
+
+@pytest.mark.parametrize(("filters", "clause", "values"), [
+    (Filters(), "", []),
+    (Filters(since=1.0, route="teen"), " WHERE r.ts >= ? AND r.route = ?", [1.0, "teen"]),
+    (Filters(unchecked=True, flagged=True), " WHERE r.unchecked = ? AND r.flagged = ?", [1, 1]),
+    (Filters(policy="gv", label="GV2", decision="block"),
+     " WHERE r.decision = ? AND EXISTS (SELECT 1 FROM checks c WHERE c.request_id = r.request_id AND "
+     "c.policy = ? AND c.label = ?)", ["block", "gv", "GV2"]),
+])
+def test_where(filters, clause, values):
+    assert where(filters) == (clause, values)
+
+
+@pytest.mark.parametrize(("bucket", "expected"), [("hour", "2026-11-29 12:00"), ("day", "2026-11-29")])
+def test_bucket_start(bucket, expected):
+    assert bucket_start(NOW + 1234, bucket) == expected
+
+
+def record(status=200, results=(("input", "pass", None),), content=None):
+    checks = [{"policy": "gv", "policy_digest": "d", "result": r, "label": label, "action": "block" if r ==
+               "violation" else None, "severity": 2} for _, r, label in results]
+    phases = [{"phase": phase, "outcome": "allow", "unchecked": False, "checks": [check]}
+              for (phase, _, _), check in zip(results, checks, strict=True)]
+    return {"request_id": "r1", "ts": NOW, "route": "teen", "model": "m", "status": status, "decision": "allow",
+            "phases": phases, "content": content}
+
+
+@pytest.mark.parametrize(("item", "flagged"), [
+    (record(), False),
+    (record(status=401, results=()), True),
+    (record(results=(("input", "violation", "GV2"),)), True),
+    (record(results=(("output", "error", None),)), True),
+])
+def test_flagged_and_rows(item, flagged):
+    assert is_flagged(item) is flagged
+    rows = rows_of(item)
+    assert rows.record[0] == "r1" and rows.record[13] == int(flagged) and len(rows.checks) == len(item["phases"])
+
+
+def test_violations_and_dataset_rows_from_stored_content():
+    content = {"input": "how do I win the fight", "input_role": "user",
+               "context": [{"role": "assistant", "content": "hi"}], "output": "like this"}
+    item = record(results=(("input", "violation", "GV2"), ("output", "pass", "GV0")), content=content)
+    assert violations(item) == ["gv GV2 (block)"]
+    rows = dataset_rows(item)
+    assert [(r["id"], r["role"], r["label"], r["categories"]) for r in rows] == [
+        ("r1", "user", 1, ["gv"]), ("r1-reply", "assistant", 0, [])]
+    assert rows[0]["context"] == [{"role": "assistant", "content": "hi"}] and rows[1]["context"][0]["content"] == \
+        "how do I win the fight"
+    assert dataset_rows(record()) == []  # nothing stored, nothing to export
