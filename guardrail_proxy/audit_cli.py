@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .audit_postgres import connect as postgres_connect
 from .audit_query import (
     Filters,
     cutoff,
@@ -34,8 +35,8 @@ from .audit_query import (
     run_stats,
     summary_row,
 )
-from .audit_sqlite import connect
-from .audit_store import sqlite_path
+from .audit_sqlite import connect as sqlite_connect
+from .audit_store import postgres_dsn, sqlite_path
 from .errors import ConfigError
 from .evaluation.relabel import to_csv, to_jsonl
 from .evaluation.terminal import make_console
@@ -50,6 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="proxy.yaml whose audit store to read (default: $GUARDRAIL_PROXY_CONFIG)")
     common.add_argument("--db", help="the SQLite audit database itself, instead of the config's")
+    common.add_argument("--dsn-env", help="a variable holding a PostgreSQL connection string, instead of the config")
     common.add_argument("--json", action="store_true", help="JSON on stdout")
     filters = argparse.ArgumentParser(add_help=False)
     filters.add_argument("--since", help="from this time: 24h, 7d, or 2026-11-29T10:00 (UTC)")
@@ -75,16 +77,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit.set_defaults(func=cmd_audit)
 
 
-def database(args: argparse.Namespace, settings: Settings) -> tuple[str, float | None]:
-    """(database path, retention days) from --db or the config."""
+def database(args: argparse.Namespace, settings: Settings, readonly: bool) -> tuple[Any, float | None]:
+    """(an open connection, retention days) from --db, --dsn-env or the config's store."""
     if args.db:
-        return args.db, None
+        return sqlite_connect(args.db, readonly=readonly), None
+    if args.dsn_env:
+        return postgres_connect(dsn_from(args.dsn_env, settings), readonly=readonly), None
     config = load_config(args.config or settings.config_path)
     audit = config.proxy.audit
-    if audit.store != "sqlite":
-        raise ConfigError(str(config.path), "audit.store", f"is '{audit.store}'; the audit command reads the sqlite "
-                                                          "store (records in a file or a log are read with jq)")
-    return sqlite_path(audit), audit.retention_days
+    if audit.store == "sqlite":
+        return sqlite_connect(sqlite_path(audit), readonly=readonly), audit.retention_days
+    if audit.store == "postgres":
+        dsn = postgres_dsn(audit, settings, str(config.path))
+        return postgres_connect(dsn, readonly=readonly), audit.retention_days
+    raise ConfigError(str(config.path), "audit.store", f"is '{audit.store}'; the audit command reads the sqlite or "
+                                                      "postgres store (records in a file or a log are read with jq)")
+
+
+def dsn_from(variable: str, settings: Settings) -> str:
+    dsn = settings.secret(variable)
+    if not dsn:
+        raise ConfigError("--dsn-env", "", f"environment variable {variable} is not set")
+    return dsn
 
 
 def when(text: str | None, now: float, flag: str) -> float | None:
@@ -133,32 +147,29 @@ def show_lines(record: dict[str, Any]) -> list[str]:
 
 
 def run_audit(args: argparse.Namespace, settings: Settings) -> int:
-    path, retention = database(args, settings)
-    now = time.time()
-    console = make_console()
-    if args.audit_command == "prune":
-        if args.older_than:
-            before = when(args.older_than, now, "--older-than") or now
-        elif retention is not None:
-            before = cutoff(retention, now)
-        else:
-            raise ConfigError(path, "--older-than", "no retention period: pass --older-than, or set "
-                                                    "audit.retention_days")
-        db = connect(path)
-        try:
-            deleted = run_prune(db, before)
-        finally:
-            db.close()
-        print(json.dumps({"deleted": deleted}) if args.json else f"deleted {deleted} records", file=sys.stdout)
-        return 0
-    db = connect(path, readonly=True)
+    db, retention = database(args, settings, readonly=args.audit_command != "prune")
     try:
-        return answer(args, db, console, now)
+        return answer(args, db, retention, make_console(), time.time())
     finally:
         db.close()
 
 
-def answer(args: argparse.Namespace, db: Any, console: Console, now: float) -> int:
+def prune(args: argparse.Namespace, db: Any, retention: float | None, now: float) -> int:
+    if args.older_than:
+        before = when(args.older_than, now, "--older-than") or now
+    elif retention is not None:
+        before = cutoff(retention, now)
+    else:
+        raise ConfigError("audit prune", "--older-than", "no retention period: pass --older-than, or set "
+                                                         "audit.retention_days")
+    deleted = run_prune(db, before)
+    print(json.dumps({"deleted": deleted}) if args.json else f"deleted {deleted} records")
+    return 0
+
+
+def answer(args: argparse.Namespace, db: Any, retention: float | None, console: Console, now: float) -> int:
+    if args.audit_command == "prune":
+        return prune(args, db, retention, now)
     if args.audit_command == "show":
         record = run_show(db, args.request_id)
         if record is None:
@@ -181,10 +192,10 @@ def answer(args: argparse.Namespace, db: Any, console: Console, now: float) -> i
         else:
             print_table(console, counts, ("period", "decision", "policy", "label", "requests"))
         return 0
-    rows = [row for record in run_list(db, filters, args.limit) for row in dataset_rows(record)]
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".jsonl"):
         raise ConfigError(str(out), "--out", "the file must end in .csv or .jsonl")
+    rows = [row for record in run_list(db, filters, args.limit) for row in dataset_rows(record)]
     out.write_text(to_csv(rows) if out.suffix.lower() == ".csv" else to_jsonl(rows), encoding="utf-8")
     print(f"wrote {len(rows)} dataset rows to {out}", file=sys.stderr)
     return 0

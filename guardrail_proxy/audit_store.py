@@ -1,6 +1,7 @@
 """Where audit records go: one small interface, three stores. Each is used from the writer's thread only.
 
   sqlite   the embedded default (audit_sqlite.py); the `audit` command queries it
+  postgres one database for several replicas (audit_postgres.py), the same schema and command
   jsonl    one JSON line per request appended to a file, for users who ship files elsewhere
   log      the same line on the `guardrail_proxy.audit` logger (stderr), for container log pipelines
 """
@@ -13,8 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from .audit_postgres import PostgresStore
 from .audit_sqlite import SqliteStore
 from .config import AuditConfig
+from .errors import ConfigError
+from .settings import Settings
 
 DEFAULT_DB = "guardrail-audit.db"
 
@@ -75,9 +79,20 @@ def sqlite_path(config: AuditConfig) -> str:
     return config.path or DEFAULT_DB
 
 
-def build_store(config: AuditConfig) -> AuditStore:
+def postgres_dsn(config: AuditConfig, settings: Settings, source: str) -> str:
+    assert config.dsn_env is not None  # AuditConfig's validator
+    dsn = settings.secret(config.dsn_env)
+    if not dsn:
+        raise ConfigError(source, "audit.dsn_env", f"environment variable {config.dsn_env} is not set; the audit "
+                                                   "store needs its connection string")
+    return dsn
+
+
+def build_store(config: AuditConfig, settings: Settings, source: str) -> AuditStore:
     if config.store == "sqlite":
         return SqliteStore(sqlite_path(config))
+    if config.store == "postgres":
+        return PostgresStore(postgres_dsn(config, settings, source))
     if config.store == "jsonl":
         assert config.path is not None  # AuditConfig's validator
         return JsonlStore(config.path)

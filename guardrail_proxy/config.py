@@ -90,9 +90,12 @@ class PoliciesConfig(Frozen):
 class AuditConfig(Frozen):
     """Where each request's record goes, and what a request waits for. See audit_writer.py."""
 
-    store: Literal["sqlite", "jsonl", "log"] = Field(
-        "sqlite", description="sqlite: a local database the `audit` command queries; jsonl: one JSON line per "
-                              "request in a file; log: the same lines on the log stream, for log shippers")
+    store: Literal["sqlite", "postgres", "jsonl", "log"] = Field(
+        "sqlite", description="sqlite: a local database the `audit` command queries; postgres: one database for "
+                              "several replicas (dsn_env); jsonl: one JSON line per request in a file; log: the "
+                              "same lines on the log stream, for log shippers")
+    dsn_env: str | None = Field(None, description="postgres: the environment variable holding the connection "
+                                                  "string (postgresql://user:password@host/db)")
     path: str | None = Field(None, description="sqlite: the database file (default guardrail-audit.db in the "
                                                "working directory); jsonl: the file (required)")
     durability: Literal["batch", "sync"] = Field(
@@ -110,6 +113,8 @@ class AuditConfig(Frozen):
             raise ValueError("store 'jsonl' needs path")
         if self.store == "log" and self.path:
             raise ValueError("store 'log' writes to the log stream and takes no path")
+        if self.store == "postgres" and not self.dsn_env:
+            raise ValueError("store 'postgres' needs dsn_env, the variable holding its connection string")
         return self
 
 

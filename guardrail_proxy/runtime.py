@@ -51,7 +51,7 @@ class Runtime:
                                     for name, cfg in proxy.classifiers.items()})
         keys = load_client_keys(proxy.server, settings, str(config.path))
         texts = [(p.digest, p.id, p.text) for p in config.policies.values()]
-        audit = AuditWriter(build_store(proxy.audit), proxy.audit, metrics, texts)
+        audit = AuditWriter(build_store(proxy.audit, settings, str(config.path)), proxy.audit, metrics, texts)
         return cls(config, settings, classifiers, upstreams, checker, metrics, audit, keys)
 
     async def start(self) -> None:

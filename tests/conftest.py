@@ -7,6 +7,8 @@ openai SDK, and the stand-ins speak the vLLM/OpenAI wire format over HTTP.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import socket
 import textwrap
 import time
@@ -17,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 import openai
+import pg_server
 import pytest
 import yaml
 
@@ -59,6 +62,30 @@ default_action: annotate
 # Test JSON policy
 Answer {"violation": 0 or 1, "policy_category": string or null, "rationale": string}.
 """
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real PostgreSQL server for the session; each test takes its own database (`postgres_dsn`)."""
+    server = pg_server.start()
+    if server is None:
+        reason = "PostgreSQL server binaries not found (Debian package postgresql)"
+        if os.environ.get(pg_server.REQUIRE) == "1":
+            pytest.fail(f"{reason}, and {pg_server.REQUIRE}=1 requires them")
+        pytest.skip(reason)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: Any) -> str:
+    """A fresh, empty database on the session's server."""
+    import psycopg
+
+    name = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_server.dsn(), autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    return str(postgres_server.dsn(name))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,4 +1,5 @@
-"""The SQLite store: migrations, upserts, policy texts once per digest, and refusing what it cannot read."""
+"""The stores themselves, SQLite and PostgreSQL (a real server): migrations, upserts, policy texts once per
+digest, and refusing what they cannot read."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import sqlite3
 
 import pytest
 
+from guardrail_proxy.audit_postgres import PostgresStore
+from guardrail_proxy.audit_postgres import connect as postgres_connect
 from guardrail_proxy.audit_schema import LATEST
 from guardrail_proxy.audit_sqlite import SqliteStore, connect
 from guardrail_proxy.errors import ConfigError
@@ -16,21 +19,45 @@ def rec(request_id: str, ts: float, result: str = "pass") -> dict:
             "phases": [{"phase": "input", "checks": [{"policy": "p", "policy_digest": "d1", "result": result}]}]}
 
 
-def test_records_checks_and_policies(tmp_path):
-    path = str(tmp_path / "a.db")
-    store = SqliteStore(path)
+@pytest.fixture(params=["sqlite", "postgres"])
+def opened(request, tmp_path):
+    """(a store, a function opening a reader on the same database)."""
+    if request.param == "sqlite":
+        path = str(tmp_path / "a.db")
+        return SqliteStore(path), lambda: connect(path, readonly=True)
+    dsn = request.getfixturevalue("postgres_dsn")
+    return PostgresStore(dsn), lambda: postgres_connect(dsn, readonly=True)
+
+
+def test_records_checks_and_policies(opened):
+    store, reader = opened
     store.open()
     store.put_policies([("d1", "p", "policy text v1")])
     store.put_policies([("d1", "p", "policy text v1"), ("d2", "p", "policy text v2")])
     store.write([rec("a", 1.0), rec("b", 2.0, "violation")])
     store.write([rec("a", 1.0, "violation")])  # the same request again replaces its row and checks
     store.close()
-    db = connect(path, readonly=True)
+    db = reader()
     assert db.execute("SELECT COUNT(*), SUM(flagged) FROM records").fetchone() == (2, 2)
     assert db.execute("SELECT COUNT(*) FROM checks").fetchone() == (2,)
     assert db.execute("SELECT digest FROM policies ORDER BY digest").fetchall() == [("d1",), ("d2",)]
-    assert db.execute("SELECT journal_mode FROM pragma_journal_mode").fetchone() == ("wal",)
+    if isinstance(store, SqliteStore):
+        assert db.execute("SELECT journal_mode FROM pragma_journal_mode").fetchone() == ("wal",)
     db.close()
+
+
+def test_postgres_replicas_migrate_one_at_a_time_and_refuse_a_newer_schema(postgres_dsn):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:  # four replicas starting at once
+        for db in pool.map(lambda _: postgres_connect(postgres_dsn), range(4)):
+            db.close()
+    db = postgres_connect(postgres_dsn)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(LATEST,)]
+    db.execute("INSERT INTO schema_version VALUES (?)", [LATEST + 1])
+    db.close()
+    with pytest.raises(ConfigError, match="newer than this release"):
+        postgres_connect(postgres_dsn)
 
 
 def test_migrations_run_once_and_a_newer_file_is_refused(tmp_path):
