@@ -203,7 +203,7 @@ def write_proxy_config(directory: Path, routes: dict[str, dict[str, Any]], class
         },
         "upstreams": upstreams,
         "policies": {"dirs": [str(POLICIES_DIR)]},
-        "audit": {"path": str(directory / "audit.jsonl")},
+        "audit": {"store": "jsonl", "path": str(directory / "audit.jsonl")},
         "routes_dir": "routes",
     }
     path = directory / "proxy.yaml"
