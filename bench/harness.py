@@ -187,8 +187,9 @@ class Processes:
 
 
 def write_proxy_config(directory: Path, routes: dict[str, dict[str, Any]], classifier_url: str,
-                       upstreams: dict[str, dict[str, Any]]) -> Path:
-    """proxy.yaml + routes/<name>.yaml under `directory`; every route gets the model name `bench-<name>`."""
+                       upstreams: dict[str, dict[str, Any]], audit: dict[str, Any] | None = None) -> Path:
+    """proxy.yaml + routes/<name>.yaml under `directory`; every route gets the model name `bench-<name>`.
+    `audit` is the proxy's `audit:` section; by default a JSONL file, `directory`/audit.jsonl."""
     routes_dir = directory / "routes"
     routes_dir.mkdir(parents=True, exist_ok=True)
     for name, route in routes.items():
@@ -203,7 +204,7 @@ def write_proxy_config(directory: Path, routes: dict[str, dict[str, Any]], class
         },
         "upstreams": upstreams,
         "policies": {"dirs": [str(POLICIES_DIR)]},
-        "audit": {"store": "jsonl", "path": str(directory / "audit.jsonl")},
+        "audit": audit if audit is not None else {"store": "jsonl", "path": str(directory / "audit.jsonl")},
         "routes_dir": "routes",
     }
     path = directory / "proxy.yaml"

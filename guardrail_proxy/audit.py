@@ -31,6 +31,7 @@ class AuditRecord:
     started: float = field(default_factory=time.time)
     client: str | None = None  # key_name() of the client key, when the proxy has client keys
     content: dict[str, Any] | None = None  # audit_content.py: input, context, output; per the route
+    released: list[str] = field(default_factory=list)  # a stream's relayed text, kept when the route stores content
 
     @property
     def decision(self) -> str:

@@ -1,8 +1,8 @@
 """What of the conversation an audit record keeps, when the route's `audit_content` asks for it. Pure.
 
 The newest user message (the text the input check judged with the default scope), up to two turns before it
-as context, and the reply's text: enough to re-judge the request in the policy lab (`audit export` writes
-them as dataset rows), not a copy of the whole request. A streamed reply's text is not kept yet.
+as context, and the reply's text (for a stream, the text relayed to the client): enough to re-judge the
+request in the policy lab (`audit export` writes them as dataset rows), not a copy of the whole request.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def reply_text(reply: Reply | StreamReply | None) -> str | None:
     return "\n".join(t for t in texts if t) or None
 
 
-def conversation_content(chat: ChatRequest | None, reply: Reply | StreamReply | None) -> dict[str, Any] | None:
+def conversation_content(chat: ChatRequest | None, reply: Reply | StreamReply | None,
+                         streamed: str | None = None) -> dict[str, Any] | None:
     if chat is None:
         return None
     turns = [(m.role, message_text(m)) for m in chat.messages]
@@ -34,4 +35,5 @@ def conversation_content(chat: ChatRequest | None, reply: Reply | StreamReply | 
     if last < 0:
         return None
     earlier = [{"role": role, "content": text} for role, text in turns[:last] if text.strip()][-CONTEXT_TURNS:]
-    return {"input": turns[last][1], "input_role": turns[last][0], "context": earlier, "output": reply_text(reply)}
+    output = streamed if isinstance(reply, StreamReply) else reply_text(reply)
+    return {"input": turns[last][1], "input_role": turns[last][0], "context": earlier, "output": output}

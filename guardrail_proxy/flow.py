@@ -76,7 +76,8 @@ class Flow:
         stored = record.to_json()
         mode = self.route.audit_content if self.route else "none"
         if mode == "all" or (mode == "flagged" and is_flagged(stored)):
-            stored["content"] = record.content = conversation_content(self.chat, self.reply)
+            streamed = "".join(record.released) or None
+            stored["content"] = record.content = conversation_content(self.chat, self.reply, streamed)
         self.committed = self.runtime.audit.submit(stored)
         self.runtime.metrics.inc("guardrail_requests_total", route=record.route or "none", status=str(record.status),
                                  decision=record.decision)

@@ -282,6 +282,8 @@ class StreamRelay:
         self.last = {"id": chunk.id, "model": chunk.model, "created": chunk.created}
         self.sent_role = self.sent_role or any(c.delta.role for c in chunk.choices)
         self.sent_any = True
+        if self.route.audit_content != "none":  # what the client saw, for the audit record
+            self.record.released += [c.delta.content for c in chunk.choices if c.delta.content]
         if annotate:
             data.update(self._annotation())
         return sse(data)

@@ -165,3 +165,12 @@ def test_batch_mode_stores_the_records_too(traffic, backend, capsys):
             break
         time.sleep(0.05)
     assert len(rows) == 5
+
+
+def test_a_streamed_reply_is_stored_as_relayed(make_proxy, backend, capsys):
+    proxy = make_proxy({"audit_content": "all"}, env=backend.env, audit={**backend.audit, "durability": "sync"})
+    stream = proxy.client.chat.completions.create(model="test-model", messages=user("tell me a story"), stream=True)
+    relayed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    [record] = json.loads(audit_cli(["list", *backend.flags, "--json"], capsys, backend.env)[1])
+    shown = json.loads(audit_cli(["show", record["request_id"], *backend.flags, "--json"], capsys, backend.env)[1])
+    assert relayed and shown["content"]["output"] == relayed and shown["content"]["input"] == "tell me a story"
