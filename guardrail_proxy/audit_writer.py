@@ -38,6 +38,7 @@ class AuditWriter:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
         self.task: asyncio.Task[None] | None = None
         self.closing = False
+        self.failing: str | None = None  # the last commit's error, until a commit succeeds
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -85,6 +86,7 @@ class AuditWriter:
                 await loop.run_in_executor(self.executor, self.store.write, [r for r, _ in group])
             except Exception as exc:
                 log.error("audit commit of %d records failed, retrying: %s", len(group), exc)
+                self.failing = f"commits failing ({self.backlog} records waiting): {exc}"
                 self.metrics.inc("guardrail_audit_commit_failures_total")
                 self.pending.extendleft(reversed([(r, loop.create_future()) for r, _ in group]))
                 for _, future in group:
@@ -95,11 +97,20 @@ class AuditWriter:
                 await asyncio.sleep(RETRY_S)
                 continue
             self.writing = 0
+            self.failing = None
             self.metrics.inc("guardrail_audit_records_total", len(group))
             for _, future in group:
                 if not future.done():
                     future.set_result(None)
             self.freed.set()
+
+    def problem(self) -> str | None:
+        """For /readyz: why records are not being kept, or None."""
+        if self.failing:
+            return self.failing
+        if self.backlog >= self.config.max_pending:
+            return f"the backlog is full ({self.backlog} records waiting)"
+        return None
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Commit what is waiting (a clean stop loses nothing), then close the store."""

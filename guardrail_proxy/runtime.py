@@ -83,5 +83,6 @@ class Runtime:
         checks = {name: (problem or "ok") for name, problem in zip(names, results, strict=True)}
         for name, problem in self.missing_secrets().items():
             checks[name] = problem if checks[name] == "ok" else f"{checks[name]}; {problem}"
+        checks["audit"] = self.audit.problem() or "ok"
         ready = all(v == "ok" for v in checks.values())
         return ready, {"ready": ready, "config": str(self.config.path), "checks": checks}

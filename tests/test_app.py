@@ -156,7 +156,8 @@ def test_health_and_readiness(make_proxy):
     proxy = make_proxy()
     assert httpx.get(f"{proxy.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{proxy.url}/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"classifier:default": "ok", "upstream:standin": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"classifier:default": "ok", "upstream:standin": "ok",
+                                                                   "audit": "ok"}
 
 
 def test_readiness_names_the_missing_dependency(make_proxy):

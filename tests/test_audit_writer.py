@@ -98,6 +98,8 @@ async def test_a_failed_commit_fails_its_sync_waiters_and_is_retried(tmp_path):
     await writer.start()
     with pytest.raises(AuditUnavailable, match="disk full"):
         await writer.submit(rec(1))
+    assert "commits failing" in (writer.problem() or "")
     await writer.close()
+    assert writer.problem() is None
     assert [json.loads(line)["request_id"] for line in (tmp_path / "a.jsonl").read_text().splitlines()] == ["r1"]
     assert "guardrail_audit_commit_failures_total 1" in metrics.render()
