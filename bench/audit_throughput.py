@@ -178,7 +178,7 @@ async def measure(targets: list[tuple[str, str, Variant]], plan: list[tuple[int,
                       f"p50={res['latency_ms'].get('p50', math.nan):.2f} ms uncommitted={lag}", flush=True)
     out = {c: {name: {**throughput.pooled(bs), "batches": bs} for name, bs in by.items()} for c, by in batches.items()}
     for by in out.values():
-        for name, r in by.items():
+        for r in by.values():
             samples = {b["round"]: sorted(s["lat"] * 1000 for s in b["samples"]) for b in r["batches"]}
             r["p50_per_round"] = {rnd: loadgen.pct(s, 50) for rnd, s in samples.items() if s}
     for by in batches.values():
@@ -192,41 +192,35 @@ def signed(value: float, digits: int = 2) -> str:
     return "-" if value != value else f"{value:+,.{digits}f}"
 
 
+def row(c: int, route: str, variant: str, r: dict[str, Any], base: dict[str, Any] | None) -> str:
+    """One table row; the differences are against `base`, the jsonl variant on the same route (None for it)."""
+    if not r["ok"]:
+        return f"| {c} | {route} | {variant} |" + " - |" * 9 + f" 0 / {r['errors']} |"
+    lat = r["latency_ms"]
+    cells = [str(c), route, variant, fmt(r["rps"])]
+    if base is None or not base["ok"]:
+        cells += ["1.00" if variant == BASELINE else "-", fmt(lat["p50"], 2), fmt(lat["p99"], 2), "—", "—", "—",
+                  fmt(r["proxy_cpu_ms_per_request"], 2), "—"]
+    else:
+        rounds = sorted(set(r["p50_per_round"]) & set(base["p50_per_round"]))
+        cells += [fmt(r["rps"] / base["rps"], 3), fmt(lat["p50"], 2), fmt(lat["p99"], 2),
+                  signed(lat["p50"] - base["latency_ms"]["p50"]), signed(lat["p99"] - base["latency_ms"]["p99"]),
+                  " ".join(signed(r["p50_per_round"][k] - base["p50_per_round"][k]) for k in rounds),
+                  fmt(r["proxy_cpu_ms_per_request"], 2),
+                  signed(r["proxy_cpu_ms_per_request"] - base["proxy_cpu_ms_per_request"])]
+    cells.append(f"{r['ok']} / {r['errors']}" + (" (cut)" if r["cut"] else ""))
+    return "| " + " | ".join(cells) + " |"
+
+
 def table(results: dict[int, dict[str, dict[str, Any]]], variants: list[str]) -> str:
     head = ("| c | route | audit | req/s | req/s ÷ jsonl | p50 ms | p99 ms | p50 − jsonl | p99 − jsonl "
             "| p50 − jsonl per round | proxy CPU ms/req | CPU − jsonl | ok / errors |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for c, by in results.items():
         for route in ROUTES:
-            base = by.get(f"{BASELINE}/{route}")
             for variant in variants:
-                r = by[f"{variant}/{route}"]
-                if not r["ok"]:
-                    lines.append(f"| {c} | {route} | {variant} | - | - | - | - | - | - | - | - | - | 0 / {r['errors']} |")
-                    continue
-                lat, is_base = r["latency_ms"], variant == BASELINE
-                ok_base = base is not None and base["ok"] and not is_base
-                per_round = "—"
-                if ok_base:
-                    assert base is not None
-                    rounds = sorted(set(r["p50_per_round"]) & set(base["p50_per_round"]))
-                    per_round = " ".join(signed(r["p50_per_round"][k] - base["p50_per_round"][k]) for k in rounds)
-
-                def diff(key: str, r: dict[str, Any] = r, ok_base: bool = ok_base) -> str:
-                    if not ok_base:
-                        return "—"
-                    assert base is not None
-                    return signed(r["latency_ms"][key] - base["latency_ms"][key])
-
-                cpu_diff = (signed(r["proxy_cpu_ms_per_request"] - base["proxy_cpu_ms_per_request"])
-                            if ok_base and base is not None else "—")
-                lines.append("| " + " | ".join([
-                    str(c), route, variant, fmt(r["rps"]),
-                    "1.00" if is_base else (fmt(r["rps"] / base["rps"], 3) if ok_base and base is not None else "-"),
-                    fmt(lat["p50"], 2), fmt(lat["p99"], 2), diff("p50"), diff("p99"), per_round,
-                    fmt(r["proxy_cpu_ms_per_request"], 2), cpu_diff,
-                    f"{r['ok']} / {r['errors']}" + (" (cut)" if r["cut"] else ""),
-                ]) + " |")
+                base = None if variant == BASELINE else by.get(f"{BASELINE}/{route}")
+                lines.append(row(c, route, variant, by[f"{variant}/{route}"], base))
     return "\n".join(lines)
 
 

@@ -76,9 +76,9 @@ def bucket_start(ts: float, bucket: str) -> str:
 
 
 def violations(record: dict[str, Any]) -> list[str]:
-    """'policy LABEL (action)' for each violation in a record, in order."""
-    return [f"{c.get('policy')} {c.get('label')} ({c.get('action')})" for p in record.get("phases", ())
-            for c in p.get("checks", ()) if c.get("result") == "violation"]
+    """'phase: policy LABEL (action)' for each violation in a record, in order."""
+    return [f"{p.get('phase')}: {c.get('policy')} {c.get('label')} ({c.get('action')})"
+            for p in record.get("phases", ()) for c in p.get("checks", ()) if c.get("result") == "violation"]
 
 
 def summary_row(record: dict[str, Any]) -> dict[str, Any]:

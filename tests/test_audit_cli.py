@@ -79,7 +79,7 @@ def test_every_request_is_stored_and_listed(traffic, backend, capsys):
     rows = json.loads(out)
     assert code == 0 and [r["status"] for r in rows] == [413, 400, 401, 400, 200]  # newest first
     assert [r["decision"] for r in rows][-2:] == ["block", "allow"]
-    assert rows[3]["violations"] == ["violence TV2 (block)"]
+    assert rows[3]["violations"] == ["input: violence TV2 (block)"]
     assert rows[4]["client"] == key_name("key-one") and rows[0]["client"] == key_name("key-two")
     assert rows[2]["client"] is None and "key-one" not in json.dumps(rows)  # never the key itself
     code, out, _ = audit_cli(["list", *db, "--json", "--decision", "block"], capsys, backend.env)

@@ -71,7 +71,7 @@ def test_violations_and_dataset_rows_from_stored_content():
     content = {"input": "how do I win the fight", "input_role": "user",
                "context": [{"role": "assistant", "content": "hi"}], "output": "like this"}
     item = record(results=(("input", "violation", "GV2"), ("output", "pass", "GV0")), content=content)
-    assert violations(item) == ["gv GV2 (block)"]
+    assert violations(item) == ["input: gv GV2 (block)"]
     rows = dataset_rows(item)
     assert [(r["id"], r["role"], r["label"], r["categories"]) for r in rows] == [
         ("r1", "user", 1, ["gv"]), ("r1-reply", "assistant", 0, [])]
