@@ -20,7 +20,7 @@ so a batch's last group is committed (and its CPU charged) before the proxy's CP
 After a clean stop (SIGTERM: the writer commits what waits) every SQLite database must hold exactly one row in
 `records` per request sent (warm-up included), per route, and every JSONL file one line per request.
 
-  python bench/audit_throughput.py            # default, about 2.5 minutes
+  python bench/audit_throughput.py            # default, about 3.5 minutes
   python bench/audit_throughput.py --quick    # smoke run, under 40 s
 """
 
@@ -260,14 +260,14 @@ def record_checks(variants: list[Variant]) -> tuple[list[str], bool]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--requests", type=int, nargs="+", default=[1200, 3000],
+    p.add_argument("--requests", type=int, nargs="+", default=[2000, 5000],
                    help="measured requests per target, one count per --concurrency value (split over rounds)")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--warmup", type=int, default=40, help="unmeasured requests per target first")
     p.add_argument("--batch-seconds", type=float, default=10.0, help="cap on one target's batch in one round")
     p.add_argument("--settle-ms", type=float, default=150.0,
                    help="pause after each batch before the proxy's CPU is read (> batch_ms)")
-    p.add_argument("--max-seconds", type=float, default=170.0, help="cap on the measuring phase")
+    p.add_argument("--max-seconds", type=float, default=190.0, help="cap on the measuring phase")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["jsonl", "sqlite-batch", "sqlite-sync"])
     p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, few requests (< 40 s)")
     p.add_argument("--out", type=Path, help="results JSON (default bench/results/audit-throughput-<time>.json)")
