@@ -14,13 +14,19 @@ Each proxy has two routes, `none` (input and output checks disabled: nothing hid
 `guarded-fast` (one policy on input and output, classifier over aiohttp: a realistic request). Each concurrency
 level runs in rounds; in every round each target (variant x route) gets its requests back to back, the order
 rotating from round to round, so drift hits every variant alike. After each batch: how many records the store
-already holds when the last reply has arrived (under sync it must be all of them), then a pause of --settle-ms
-so a batch's last group is committed (and its CPU charged) before the proxy's CPU time is read from /proc.
+already holds when the last reply has arrived (under sync it must be all of them), then a pause of at least
+--settle-ms and until the store holds every record, so a batch's last group is committed (and its CPU charged)
+before the proxy's CPU time is read from /proc.
+
+Then, with --sustain-seconds > 0, each variant in turn gets that long a closed-loop run at the highest
+concurrency on the `none` route while /metrics is polled every 0.5 s: the records answered but not yet
+committed (guardrail_requests_total - guardrail_audit_records_total), i.e. what a crash would lose, and how long
+the writer needs to catch up once the load stops.
 
 After a clean stop (SIGTERM: the writer commits what waits) every SQLite database must hold exactly one row in
 `records` per request sent (warm-up included), per route, and every JSONL file one line per request.
 
-  python bench/audit_throughput.py            # default, about 3.5 minutes
+  python bench/audit_throughput.py            # default, about 2.5 minutes
   python bench/audit_throughput.py --quick    # smoke run, under 40 s
 """
 
@@ -31,6 +37,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import sqlite3
 import sys
 import tempfile
@@ -136,11 +143,75 @@ def fsync_probe(directory: Path, n: int = 200) -> dict[str, dict[str, float]]:
     return {"sqlite_commit_ms": loadgen.summarize(commits), "fsync_ms": loadgen.summarize(fsyncs)}
 
 
+def metrics_text(url: str) -> str:
+    with harness.NO_PROXY.open(f"{url}/metrics", timeout=5.0) as response:
+        return str(response.read().decode())
+
+
 def metrics_lines(url: str) -> list[str]:
     """The proxy's guardrail_audit_* samples from /metrics."""
-    with harness.NO_PROXY.open(f"{url}/metrics", timeout=5.0) as response:
-        text = response.read().decode()
-    return [ln for ln in text.splitlines() if ln.startswith("guardrail_audit")]
+    return [ln for ln in metrics_text(url).splitlines() if ln.startswith("guardrail_audit")]
+
+
+def uncommitted(url: str) -> int:
+    """Requests answered (their record submitted) minus records committed, from the proxy's own counters."""
+    text = metrics_text(url)
+    answered = sum(float(x) for x in re.findall(r"^guardrail_requests_total(?:\{[^}]*\})? (\S+)$", text, re.M))
+    committed = sum(float(x) for x in re.findall(r"^guardrail_audit_records_total(?:\{[^}]*\})? (\S+)$", text, re.M))
+    return int(answered - committed)
+
+
+async def settle(v: Variant, minimum_s: float, limit_s: float = 10.0) -> float:
+    """Wait at least `minimum_s`, then until the store holds every record sent to `v`; the time waited."""
+    t0 = time.monotonic()
+    await asyncio.sleep(minimum_s)
+    while committed_now(v) < sum(v.sent.values()) and time.monotonic() - t0 < limit_s:
+        await asyncio.sleep(0.05)
+    return time.monotonic() - t0
+
+
+async def sustain(v: Variant, route: str, c: int, seconds: float, poll_s: float = 0.5) -> dict[str, Any]:
+    """A closed-loop run of `seconds` at concurrency `c` while the backlog of uncommitted records is polled."""
+    backlog: list[int] = []
+
+    async def poll() -> None:
+        while True:
+            await asyncio.sleep(poll_s)
+            backlog.append(await asyncio.to_thread(uncommitted, v.url))  # off the load generator's loop
+
+    poller = asyncio.create_task(poll())
+    try:
+        res = await loadgen.run(f"{v.url}/v1", f"bench-{route}", 10**9, c, False, max_seconds=seconds,
+                                prompt=throughput.PROMPT, label=f"sustain {v.name}")
+    finally:
+        poller.cancel()
+    v.sent[route] += res["ok"] + res["errors"]
+    stopped = time.monotonic()
+    left = uncommitted(v.url)
+    while left and time.monotonic() - stopped < 30:
+        await asyncio.sleep(0.02)
+        left = uncommitted(v.url)
+    res.pop("samples")
+    rps = res["rps"] or math.nan
+    return {"variant": v.name, "route": route, "concurrency": c, "seconds": res["wall_s"], "rps": res["rps"],
+            "latency_ms": res["latency_ms"], "ok": res["ok"], "errors": res["errors"], "backlog": backlog,
+            "backlog_max": max(backlog, default=0), "backlog_mean": sum(backlog) / len(backlog) if backlog else 0.0,
+            "backlog_max_s": max(backlog, default=0) / rps, "drain_s": time.monotonic() - stopped,
+            "drained": left == 0}
+
+
+def sustain_table(rows: list[dict[str, Any]]) -> str:
+    head = ("| audit | route | c | s | req/s | p50 ms | p99 ms | uncommitted: max | ≈ s of traffic | mean "
+            "| catch-up after the load s | ok / errors |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["variant"], r["route"], str(r["concurrency"]), fmt(r["seconds"]), fmt(r["rps"]),
+            fmt(r["latency_ms"].get("p50", math.nan), 2), fmt(r["latency_ms"].get("p99", math.nan), 2),
+            fmt(r["backlog_max"]), fmt(r["backlog_max_s"], 2), fmt(r["backlog_mean"]),
+            fmt(r["drain_s"], 2) + ("" if r["drained"] else " (NOT drained)"), f"{r['ok']} / {r['errors']}",
+        ]) + " |")
+    return "\n".join(lines)
 
 
 async def measure(targets: list[tuple[str, str, Variant]], plan: list[tuple[int, int]], rounds: int,
@@ -150,7 +221,8 @@ async def measure(targets: list[tuple[str, str, Variant]], plan: list[tuple[int,
         await loadgen.run(f"{v.url}/v1", f"bench-{route}", warmup, 4, False, max_seconds=30,
                           prompt=throughput.PROMPT, label=name)
         v.sent[route] += warmup
-    await asyncio.sleep(settle_s)
+    for v in {id(t[2]): t[2] for t in targets}.values():
+        await settle(v, settle_s)
     batches: dict[int, dict[str, list[dict[str, Any]]]] = {c: {t[0]: [] for t in targets} for c, _ in plan}
     for c, total in plan:
         per_round = max(c, math.ceil(total / rounds))
@@ -168,7 +240,7 @@ async def measure(targets: list[tuple[str, str, Variant]], plan: list[tuple[int,
                 v.sent[route] += res["ok"] + res["errors"]
                 lag = sum(v.sent.values()) - committed_now(v)
                 v.lag.append(lag)
-                await asyncio.sleep(settle_s)  # the last group's commit lands in this batch's CPU, not the next
+                res["settle_s"] = await settle(v, settle_s)  # the last group's commit lands in this batch's CPU
                 res["proxy_cpu_s"] = harness.cpu_seconds(v.pid) - cpu0
                 res["classifier_calls"] = harness.http_json(f"{classifier_url}/stats")["requests"]
                 res["upstream_calls"] = harness.http_json(f"{upstream_url}/stats")["requests"]
@@ -268,12 +340,15 @@ def main() -> None:
     p.add_argument("--settle-ms", type=float, default=150.0,
                    help="pause after each batch before the proxy's CPU is read (> batch_ms)")
     p.add_argument("--max-seconds", type=float, default=190.0, help="cap on the measuring phase")
+    p.add_argument("--sustain-seconds", type=float, default=15.0,
+                   help="then per variant: this long at the highest concurrency, polling the uncommitted backlog "
+                        "(0: skip)")
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["jsonl", "sqlite-batch", "sqlite-sync"])
     p.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, few requests (< 40 s)")
     p.add_argument("--out", type=Path, help="results JSON (default bench/results/audit-throughput-<time>.json)")
     a = p.parse_args()
     if a.quick:
-        a.rounds, a.warmup, a.batch_seconds, a.max_seconds = 2, 10, 2.0, 25.0
+        a.rounds, a.warmup, a.batch_seconds, a.max_seconds, a.sustain_seconds = 2, 10, 2.0, 25.0, 3.0
         a.requests = [100 if c == 1 else 20 * c for c in a.concurrency]
     if len(a.requests) != len(a.concurrency):
         p.error("give one --requests count per --concurrency value")
@@ -309,7 +384,14 @@ def main() -> None:
                                           a.batch_seconds, started + a.max_seconds, a.warmup, a.settle_ms / 1000,
                                           classifier_url, upstream_url))
             elapsed = time.monotonic() - started
-            foreign_note = foreign.stop()
+            sustained = []
+            if a.sustain_seconds > 0:
+                for v in variants:
+                    sustained.append(asyncio.run(sustain(v, "none", max(a.concurrency), a.sustain_seconds)))
+                    r = sustained[-1]
+                    print(f"  sustain {v.name:13s} rps={r['rps']:.0f} uncommitted max={r['backlog_max']} "
+                          f"mean={r['backlog_mean']:.0f} catch-up {r['drain_s']:.2f} s", flush=True)
+            foreign_note = foreign.stop()  # over both phases
             for v in variants:
                 rss[v.name]["after_run_mb"] = harness.rss_mb(v.pid)
                 metrics[v.name] = metrics_lines(v.url)
@@ -327,13 +409,17 @@ def main() -> None:
                          for n, v in rss.items())
     sc, fs = probe["sqlite_commit_ms"], probe["fsync_ms"]
     settings = (f"stand-ins at 0 ms, 32-word non-streaming reply, provider openai; one proxy per audit variant; "
-                f"{a.rounds} round(s); settle {a.settle_ms:.0f} ms after each batch; measuring phase {elapsed:.0f} s; "
+                f"{a.rounds} round(s); settle ≥ {a.settle_ms:.0f} ms after each batch; interleaved phase "
+                f"{elapsed:.0f} s; "
                 f"{foreign_note}. Disk probe in the temp dir: one-row SQLite commit (WAL, FULL) p50 {sc['p50']:.2f} / "
                 f"p99 {sc['p99']:.2f} ms, fsync p50 {fs['p50']:.2f} / p99 {fs['p99']:.2f} ms. Proxy RSS — {rss_line}")
     call_line = ("Call counts: every target's classifier and upstream calls matched its requests exactly."
                  if not bad_calls else "Call counts: " + "; ".join(f"{k}: {v}" for k, v in bad_calls.items()))
     metric_lines = [f"{n}: " + ", ".join(ms) for n, ms in metrics.items()]
-    text = "\n".join([f"{settings}.", "", table(results, a.variants), "", call_line, "",
+    sustain_text = ([f"Sustained load, each variant in turn for {a.sustain_seconds:.0f} s (uncommitted = answered "
+                     "but not yet committed, polled from /metrics every 0.5 s):", "", sustain_table(sustained), ""]
+                    if sustained else [])
+    text = "\n".join([f"{settings}.", "", table(results, a.variants), "", call_line, "", *sustain_text,
                       "Audit records after the clean stop (sent = warm-up + measured):",
                       *(f"- {ln}" for ln in count_lines), "", "Audit metrics at the end of the run:",
                       *(f"- {ln}" for ln in metric_lines)])
@@ -345,9 +431,11 @@ def main() -> None:
     out.write_text(json.dumps({"machine": info, "command": sys.argv, "args": {k: str(v) for k, v in vars(a).items()},
                                "settings": settings, "disk_probe": probe, "rss_mb": rss, "call_checks": checks,
                                "record_checks": count_lines, "audit_metrics": metrics, "results": results,
+                               "sustained": sustained,
                                "table": text}, indent=1))
     print(f"\nwrote {out}")
-    bad = bad_calls or not counts_ok or any(r["errors"] or not r["ok"] for by in results.values() for r in by.values())
+    bad = (bad_calls or not counts_ok or any(r["errors"] or not r["ok"] for by in results.values() for r in by.values())
+           or any(r["errors"] or not r["drained"] for r in sustained))
     sys.exit(1 if bad else 0)
 
 
