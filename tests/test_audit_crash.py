@@ -13,9 +13,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from conftest import free_port, write_config
 
@@ -36,25 +36,31 @@ def burst(url: str, stop: threading.Event, done: list[tuple[str, float]]) -> Non
                 done.append((response.headers["x-guardrail-request-id"], time.monotonic()))
 
 
-def stored_ids(path: Path) -> set[str]:
-    db = sqlite3.connect(path)
+def stored_ids(audit: dict, dsn: str | None) -> set[str]:
+    if audit["store"] == "postgres":
+        with psycopg.connect(dsn) as connection:
+            return {row[0] for row in connection.execute("SELECT request_id FROM records")}
+    db = sqlite3.connect(audit["path"])
     try:
         return {row[0] for row in db.execute("SELECT request_id FROM records")}
     finally:
         db.close()
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
 @pytest.mark.parametrize("durability", ["sync", "batch"])
-def test_sigkill_during_a_burst(tmp_path, safeguard, upstream, durability):
+def test_sigkill_during_a_burst(request, tmp_path, safeguard, upstream, durability, store):
     _sg, sg_server = safeguard
     _up, up_server = upstream
-    db = tmp_path / "audit.db"
+    dsn = request.getfixturevalue("postgres_dsn") if store == "postgres" else None
+    audit = ({"store": "sqlite", "path": str(tmp_path / "audit.db")} if store == "sqlite" else
+             {"store": "postgres", "dsn_env": "AUDIT_DSN"})
     config = write_config(tmp_path, {}, sg_server.url, up_server.url,
-                          audit={"store": "sqlite", "path": str(db), "durability": durability, "batch_ms": BATCH_MS})
+                          audit={**audit, "durability": durability, "batch_ms": BATCH_MS})
     port = free_port()
     proxy = subprocess.Popen([sys.executable, "-m", "guardrail_proxy", "serve", "--config", str(config), "--port",
                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "AUDIT_DSN": dsn or ""})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -78,10 +84,10 @@ def test_sigkill_during_a_burst(tmp_path, safeguard, upstream, durability):
     finally:
         if proxy.poll() is None:
             proxy.kill()
-    stored = stored_ids(db)
+    stored = stored_ids(audit, dsn)
     answered = dict(done)
     lost = [rid for rid in answered if rid not in stored]
-    print(f"\n{durability}: {len(answered)} complete responses, {len(stored)} records, {len(lost)} answered "
+    print(f"\n{store} {durability}: {len(answered)} complete responses, {len(stored)} records, {len(lost)} answered "
           "requests without a record")
     assert len(answered) > 20, "the burst did not get going"
     if durability == "sync":
