@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -147,9 +149,13 @@ def show_lines(record: dict[str, Any]) -> list[str]:
 
 
 def run_audit(args: argparse.Namespace, settings: Settings) -> int:
+    if args.audit_command == "prune":  # it writes: first make sure this is an existing audit database
+        database(args, settings, readonly=True)[0].close()
     db, retention = database(args, settings, readonly=args.audit_command != "prune")
     try:
         return answer(args, db, retention, make_console(), time.time())
+    except (sqlite3.Error, psycopg.Error) as exc:
+        raise ConfigError("audit", "database", " ".join(str(exc).split())) from None
     finally:
         db.close()
 

@@ -6,6 +6,7 @@ transaction, so a record is either committed with all its checks or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -40,9 +41,12 @@ def connect(dsn: str, *, readonly: bool = False) -> Placeholders:
     """A connection with the schema migrated (or, read-only, checked); ConfigError when it cannot be."""
     try:
         connection = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        reason = " ".join(str(exc).split())  # libpq's message spans lines; it never holds the password
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split())  # libpq's message spans lines
         raise ConfigError("audit", "dsn", f"cannot connect to the PostgreSQL audit store: {reason}") from None
+    except psycopg.Error:  # a malformed connection string: its message may quote it, password included
+        raise ConfigError("audit", "dsn", "the PostgreSQL connection string is not valid (libpq could not parse "
+                                          "it; the message is not shown, as it may hold the password)") from None
     try:
         migrate(connection, readonly)
     except BaseException:
@@ -95,7 +99,10 @@ class PostgresStore:
         self.db = connect(self.dsn)
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
-        assert self.db is not None, "open() first"
+        if self.db is None or self.db.connection.broken or self.db.connection.closed:
+            self.close()
+            self.open()  # after a restart of the server or a dropped connection; raises while it is down
+        assert self.db is not None
         rows = [rows_of(r) for r in records]
         connection = self.db.connection
         with connection.transaction(), connection.cursor() as cursor:
@@ -113,5 +120,6 @@ class PostgresStore:
 
     def close(self) -> None:
         if self.db is not None:
-            self.db.close()
+            with contextlib.suppress(psycopg.Error):
+                self.db.close()
             self.db = None

@@ -145,13 +145,25 @@ def run_stats(db: Any, filters: Filters, bucket: str) -> list[dict[str, Any]]:
             for k, n in sorted(counts.items())]
 
 
-def run_prune(db: Any, before: float) -> int:
-    """Delete records (and their checks) older than `before`; the count deleted."""
-    db.execute("BEGIN")
-    db.execute("DELETE FROM checks WHERE ts < ?", [before])
-    deleted = db.execute("DELETE FROM records WHERE ts < ?", [before]).rowcount
-    db.execute("COMMIT")
-    return int(deleted)
+PRUNE_CHUNK = 2000
+
+
+def run_prune(db: Any, before: float, chunk: int = PRUNE_CHUNK) -> int:
+    """Delete records (and their checks) older than `before`, `chunk` records per transaction, so the
+    proxy's writer is never locked out for long; the count deleted."""
+    deleted = 0
+    while True:
+        db.execute("BEGIN")
+        ids = [row[0] for row in db.execute("SELECT request_id FROM records WHERE ts < ? LIMIT ?",
+                                            [before, chunk]).fetchall()]
+        if not ids:
+            db.execute("DELETE FROM checks WHERE ts < ?", [before])  # any left without their record
+            db.execute("COMMIT")
+            return deleted
+        marks = ", ".join("?" for _ in ids)
+        db.execute(f"DELETE FROM checks WHERE request_id IN ({marks})", ids)
+        deleted += int(db.execute(f"DELETE FROM records WHERE request_id IN ({marks})", ids).rowcount)
+        db.execute("COMMIT")
 
 
 def cutoff(retention_days: float, now: float) -> float:

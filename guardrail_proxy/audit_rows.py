@@ -24,6 +24,37 @@ class Rows:
     checks: tuple[tuple[Any, ...], ...]
 
 
+def clean_text(text: str) -> str:
+    """Text every store can hold: no NUL (PostgreSQL refuses it, SQLite cuts a column at it), no lone
+    surrogate (not encodable as UTF-8); each becomes U+FFFD, so the place stays visible."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
+
+
+def storable(value: Any) -> Any:
+    """The record with every string (keys included) cleaned by clean_text. Pure."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k) if isinstance(k, str) else k: storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    return value
+
+
+def reduced(record: dict[str, Any], error: Exception) -> dict[str, Any]:
+    """What is kept of a record the store refused whole: who, when, the outcome, and why the rest is missing."""
+    kept = {k: record.get(k) for k in ("request_id", "ts", "route", "model", "client", "stream", "decision",
+                                       "status", "upstream_called", "upstream_cancelled", "duration_ms", "unchecked")}
+    reason = clean_text(f"{type(error).__name__}: {error}")[:500]
+    return {**kept, "error": f"the full record could not be stored ({reason})", "phases": [], "content": None}
+
+
 def is_flagged(record: dict[str, Any]) -> bool:
     """Not plainly allowed: a refused or failed request, a violation of any action, a failed check."""
     return int(record.get("status") or 0) >= 400 or any(

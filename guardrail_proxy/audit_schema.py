@@ -27,6 +27,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         "CREATE INDEX IF NOT EXISTS checks_request ON checks (request_id)",
         "CREATE INDEX IF NOT EXISTS checks_policy_ts ON checks (policy, ts)",
     )),
+    (2, (
+        "CREATE INDEX IF NOT EXISTS checks_ts ON checks (ts)",  # prune: checks past retention, without a scan
+    )),
 )
 
 LATEST = MIGRATIONS[-1][0]

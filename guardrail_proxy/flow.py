@@ -51,6 +51,7 @@ class Flow:
     reply: Reply | StreamReply | None = None
     hooks_ran: bool = field(default=False, repr=False)
     committed: asyncio.Future[None] | None = field(default=None, repr=False)
+    unrecorded: bool = field(default=False, repr=False)  # refused for a full audit backlog: counted, not queued
 
     @classmethod
     def start(cls, http: Request, runtime: Runtime) -> Flow:
@@ -73,14 +74,16 @@ class Flow:
             return
         self.hooks_ran = True
         record = self.record
+        self.runtime.metrics.inc("guardrail_requests_total", route=record.route or "none", status=str(record.status),
+                                 decision=record.decision)
+        if self.unrecorded:
+            return
         stored = record.to_json()
         mode = self.route.audit_content if self.route else "none"
         if mode == "all" or (mode == "flagged" and is_flagged(stored)):
             streamed = "".join(record.released) or None
             stored["content"] = record.content = conversation_content(self.chat, self.reply, streamed)
         self.committed = self.runtime.audit.submit(stored)
-        self.runtime.metrics.inc("guardrail_requests_total", route=record.route or "none", status=str(record.status),
-                                 decision=record.decision)
 
 
     async def settle(self) -> None:
@@ -109,8 +112,13 @@ Stage = Callable[[Flow], Awaitable[None]]
 
 
 async def audit_room(flow: Flow) -> None:
-    """Hold (or refuse) a request while the audit backlog is full, before any work is done for it."""
-    await flow.runtime.audit.room()
+    """Hold (or refuse) a request while the audit backlog is full, before any work is done for it. A refusal is
+    counted (guardrail_audit_backpressure_total) but adds no record: that would grow the very backlog."""
+    try:
+        await flow.runtime.audit.room()
+    except AuditUnavailable:
+        flow.unrecorded = True
+        raise
 
 
 async def authenticate(flow: Flow) -> None:

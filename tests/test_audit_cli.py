@@ -145,6 +145,7 @@ def test_prune_deletes_what_is_past_retention(traffic, backend, capsys):
     (["list", "--db", "{tmp}/none.db"], "no audit database here"),
     (["list", "--db", "{db}", "--since", "yesterday"], "expected a time like 24h"),
     (["prune", "--db", "{db}"], "no retention period"),
+    (["prune", "--db", "{tmp}/typo.db", "--older-than", "1d"], "no audit database here"),  # never creates one
     (["list", "--dsn-env", "NO_SUCH_VARIABLE"], "environment variable NO_SUCH_VARIABLE is not set"),
     (["list", "--dsn-env", "CLOSED"], "cannot connect to the PostgreSQL audit store"),
 ])

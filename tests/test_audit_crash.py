@@ -74,7 +74,7 @@ def test_sigkill_during_a_burst(request, tmp_path, safeguard, upstream, durabili
         clients = [threading.Thread(target=burst, args=(url, stop, done)) for _ in range(8)]
         for client in clients:
             client.start()
-        time.sleep(1.5)
+        time.sleep(3.0)
         killed_at = time.monotonic()
         proxy.send_signal(signal.SIGKILL)
         proxy.wait(10)
@@ -93,5 +93,5 @@ def test_sigkill_during_a_burst(request, tmp_path, safeguard, upstream, durabili
     if durability == "sync":
         assert lost == []
     else:
-        window = (BATCH_MS / 1000) + 0.3  # the batch window, plus a commit's time
+        window = (BATCH_MS / 1000) + 0.6  # the batch window, plus a commit's time on a slow CI disk
         assert all(killed_at - answered[rid] <= window for rid in lost), "a record older than the window was lost"

@@ -9,9 +9,12 @@ import pytest
 
 from guardrail_proxy.audit_postgres import PostgresStore
 from guardrail_proxy.audit_postgres import connect as postgres_connect
+from guardrail_proxy.audit_query import run_prune
 from guardrail_proxy.audit_schema import LATEST
 from guardrail_proxy.audit_sqlite import SqliteStore, connect
 from guardrail_proxy.errors import ConfigError
+
+ALL_VERSIONS = [(v,) for v in range(1, LATEST + 1)]  # each migration ran once
 
 
 def rec(request_id: str, ts: float, result: str = "pass") -> dict:
@@ -53,7 +56,7 @@ def test_postgres_replicas_migrate_one_at_a_time_and_refuse_a_newer_schema(postg
         for db in pool.map(lambda _: postgres_connect(postgres_dsn), range(4)):
             db.close()
     db = postgres_connect(postgres_dsn)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(LATEST,)]
+    assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == ALL_VERSIONS
     db.execute("INSERT INTO schema_version VALUES (?)", [LATEST + 1])
     db.close()
     with pytest.raises(ConfigError, match="newer than this release"):
@@ -65,7 +68,7 @@ def test_migrations_run_once_and_a_newer_file_is_refused(tmp_path):
     connect(path).close()
     connect(path).close()  # a second start runs nothing again
     raw = sqlite3.connect(path)
-    assert raw.execute("SELECT version FROM schema_version").fetchall() == [(LATEST,)]
+    assert raw.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == ALL_VERSIONS
     raw.execute("INSERT INTO schema_version VALUES (?)", (LATEST + 1,))
     raw.commit()
     raw.close()
@@ -82,3 +85,19 @@ def test_reading_needs_a_migrated_database(tmp_path):
     (tmp_path / "junk.db").write_bytes(b"this is not a database at all" * 100)
     with pytest.raises(ConfigError, match="cannot open the audit database"):
         connect(str(tmp_path / "junk.db"))
+
+
+def test_prune_deletes_in_chunks(opened):
+    store, reader = opened
+    store.open()
+    store.write([rec(f"old{n}", float(n)) for n in range(7)] + [rec("new", 10_000.0)])
+    store.close()
+    db = reader()
+    db.close()
+    writable = connect(store.path) if isinstance(store, SqliteStore) else postgres_connect(store.dsn)
+    try:
+        assert run_prune(writable, before=100.0, chunk=3) == 7
+        assert writable.execute("SELECT request_id FROM records").fetchall() == [("new",)]
+        assert writable.execute("SELECT COUNT(*) FROM checks").fetchone() == (1,)
+    finally:
+        writable.close()

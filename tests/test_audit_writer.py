@@ -16,11 +16,12 @@ from guardrail_proxy.metrics import Metrics
 
 
 class Store(JsonlStore):
-    """The real JSONL store, which can be told to fail or to hold its commits, and remembers its batches."""
+    """The real JSONL store, which can be told to fail (`fail` times, or for a record whose request id is
+    `refuse`) or to hold its commits, and remembers its batches."""
 
-    def __init__(self, path: str, fail: int = 0) -> None:
+    def __init__(self, path: str, fail: int = 0, refuse: str | None = None) -> None:
         super().__init__(path)
-        self.fail, self.batches, self.gate = fail, [], threading.Event()
+        self.fail, self.refuse, self.batches, self.gate = fail, refuse, [], threading.Event()
         self.gate.set()
         self.thread_names: set[str] = set()
 
@@ -30,6 +31,8 @@ class Store(JsonlStore):
         if self.fail:
             self.fail -= 1
             raise OSError("disk full")
+        if any(r["request_id"] == self.refuse and r.get("phases") for r in records):
+            raise ValueError("this record cannot be stored")
         self.batches.append(len(records))
         super().write(records)
 
@@ -53,16 +56,6 @@ async def test_batch_mode_groups_records_into_few_commits_on_its_own_thread(tmp_
     assert store.thread_names == {n for n in store.thread_names if n.startswith("audit-writer")}
     lines = (tmp_path / "a.jsonl").read_text().splitlines()
     assert [json.loads(line)["request_id"] for line in lines] == [f"r{n}" for n in range(100)]  # in order
-
-
-async def test_close_commits_what_is_waiting(tmp_path):
-    store = Store(str(tmp_path / "a.jsonl"))
-    writer = AuditWriter(store, config(batch_ms=10_000), Metrics())
-    await writer.start()
-    for n in range(5):
-        writer.submit(rec(n))
-    await writer.close()  # does not wait out the 10 s batch window
-    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 5
 
 
 @pytest.mark.parametrize("when_full", ["wait", "refuse"])
@@ -91,15 +84,69 @@ async def test_a_full_backlog_holds_or_refuses_new_requests_and_counts_it(tmp_pa
     assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 3  # nothing dropped
 
 
-async def test_a_failed_commit_fails_its_sync_waiters_and_is_retried(tmp_path):
-    store = Store(str(tmp_path / "a.jsonl"), fail=1)
+async def test_a_store_outage_fails_sync_waiters_and_keeps_their_records(tmp_path):
+    store = Store(str(tmp_path / "a.jsonl"), fail=3)  # the group, the record alone, its reduced form
     metrics = Metrics()
     writer = AuditWriter(store, config(durability="sync"), metrics)
     await writer.start()
     with pytest.raises(AuditUnavailable, match="disk full"):
-        await writer.submit(rec(1))
+        await writer.submit({**rec(1), "status": 200})
     assert "commits failing" in (writer.problem() or "")
-    await writer.close()
+    await asyncio.sleep(0.7)  # the retry after the pause commits it
     assert writer.problem() is None
-    assert [json.loads(line)["request_id"] for line in (tmp_path / "a.jsonl").read_text().splitlines()] == ["r1"]
+    await writer.close()
+    [line] = (tmp_path / "a.jsonl").read_text().splitlines()
+    record = json.loads(line)
+    assert record["request_id"] == "r1" and record["status"] == 503  # the client got a 503: the record says so
     assert "guardrail_audit_commit_failures_total 1" in metrics.render()
+
+
+async def test_a_blip_is_retried_without_a_503(tmp_path):
+    store = Store(str(tmp_path / "a.jsonl"), fail=1)
+    writer = AuditWriter(store, config(durability="sync"), Metrics())
+    await writer.start()
+    await writer.submit(rec(1))
+    await writer.close()
+    assert json.loads((tmp_path / "a.jsonl").read_text())["request_id"] == "r1"
+
+
+async def test_one_record_the_store_refuses_is_stored_reduced_and_blocks_nothing(tmp_path):
+    store = Store(str(tmp_path / "a.jsonl"), refuse="r37")
+    metrics = Metrics()
+    writer = AuditWriter(store, config(batch_ms=20), metrics)
+    await writer.start()
+    bad = {**rec(37), "phases": [{"phase": "input", "checks": [{"result": "pass"}]}], "status": 200}
+    futures = [writer.submit(bad if n == 37 else rec(n)) for n in range(100)]
+    await asyncio.wait_for(asyncio.gather(*futures), 5)
+    await writer.close()
+    records = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert sorted(int(r["request_id"][1:]) for r in records) == list(range(100))
+    [kept] = [r for r in records if r["request_id"] == "r37"]
+    assert kept["status"] == 200 and kept["phases"] == [] and "could not be stored" in kept["error"]
+    assert "guardrail_audit_reduced_total 1" in metrics.render()
+
+
+async def test_text_no_store_can_hold_is_cleaned_first(tmp_path):
+    store = Store(str(tmp_path / "a.jsonl"))
+    writer = AuditWriter(store, config(durability="sync"), Metrics())
+    await writer.start()
+    await writer.submit({**rec(1), "model": "a\x00b", "error": "lone \ud800 surrogate"})
+    await writer.close()
+    record = json.loads((tmp_path / "a.jsonl").read_text())
+    assert record["model"] == "a\ufffdb" and record["error"] == "lone \ufffd surrogate"
+
+
+async def test_a_stop_cuts_a_long_batch_window_short_and_later_records_are_counted_as_lost(tmp_path):
+    store = Store(str(tmp_path / "a.jsonl"))
+    metrics = Metrics()
+    writer = AuditWriter(store, config(batch_ms=15_000), metrics)
+    await writer.start()
+    for n in range(5):
+        writer.submit(rec(n))
+    await asyncio.sleep(0.1)  # the writer is inside its 15 s window
+    await asyncio.wait_for(writer.close(), 2)
+    assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 5
+    late = writer.submit(rec(99))
+    with pytest.raises(AuditUnavailable, match="shutting down"):
+        await late
+    assert "guardrail_audit_lost_total 1" in metrics.render()
