@@ -14,8 +14,8 @@ from starlette.routing import Route
 
 from .auth import check_client
 from .errors import GuardrailProxyError, error_body
-from .flow import CHAT_COMPLETIONS, Flow, run
-from .guard import StreamReply
+from .flow import CHAT_COMPLETIONS, MODERATIONS, Flow, run
+from .guard import Reply, StreamReply
 from .loader import LoadedConfig
 from .routing import exposed_models
 from .runtime import Runtime
@@ -38,6 +38,12 @@ async def chat_completions(request: Request) -> Response:
         # the last event waits for the record's commit.
         return EventStreamResponse(flow.last_after_commit(reply.events),
                                    headers={"cache-control": "no-cache", **reply.headers}, on_close=reply.close)
+    return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+
+async def moderations(request: Request) -> Response:
+    reply = await run(Flow.start(request, runtime_of(request)), MODERATIONS)
+    assert isinstance(reply, Reply)
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 
@@ -108,6 +114,8 @@ def create_app(config: LoadedConfig, settings: Settings | None = None) -> Starle
     routes = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/moderations", moderations, methods=["POST"]),
+        Route("/moderations", moderations, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

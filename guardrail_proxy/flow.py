@@ -1,6 +1,8 @@
 """One request, top to bottom: a `Flow` object and the ordered list of stages that fill it in.
 
     CHAT_COMPLETIONS = audit_room -> authenticate -> read_body -> parse -> pick_route -> admit -> exchange
+    MODERATIONS      = audit_room -> authenticate -> read_body -> parse_moderation -> pick_route
+                       -> admit_moderation -> moderate
 
 Each stage is a small async function of the flow; it either fills in the next part of the flow or raises a
 GuardrailProxyError (a refusal), which app.py turns into OpenAI error JSON. `exchange` (guard.py) runs the
@@ -27,15 +29,20 @@ from .audit_content import conversation_content
 from .audit_rows import is_flagged
 from .auth import check_client
 from .config import RouteConfig
-from .errors import AuditUnavailable, BodyTooLarge, GuardrailProxyError, UnsupportedContent
+from .decisions import Outcome
+from .errors import AuditUnavailable, BodyTooLarge, GuardrailProxyError, RequestError, UnsupportedContent
 from .guard import Exchange, Reply, StreamReply
+from .moderation import ModerationInput, input_policies, moderation_body, moderation_subjects
+from .moderation import parse_moderation as parse_moderation_body
 from .protocol import ChatRequest, parse_chat_request, parse_json_body
+from .responses import unavailable
 from .routing import ROUTE_HEADER, match_route
 from .runtime import Runtime
 from .streaming import sse
 from .subjects import unreadable_parts
 
 PROMPT_TEMPLATE_FIELDS = ("chat_template", "chat_template_kwargs")
+MODERATION_MODEL = "omni-moderation-latest"  # what OpenAI's SDK users send, and the default when none is sent
 
 
 @dataclass
@@ -49,6 +56,7 @@ class Flow:
     chat: ChatRequest | None = None
     route: RouteConfig | None = None
     reply: Reply | StreamReply | None = None
+    moderation: ModerationInput | None = None
     hooks_ran: bool = field(default=False, repr=False)
     committed: asyncio.Future[None] | None = field(default=None, repr=False)
     unrecorded: bool = field(default=False, repr=False)  # refused for a full audit backlog: counted, not queued
@@ -146,8 +154,7 @@ async def parse(flow: Flow) -> None:
 
 
 async def pick_route(flow: Flow) -> None:
-    assert flow.chat is not None
-    flow.route = match_route(flow.runtime.config.routes, flow.chat.model, flow.http.headers.get(ROUTE_HEADER))
+    flow.route = match_route(flow.runtime.config.routes, flow.record.model, flow.http.headers.get(ROUTE_HEADER))
     flow.record.route = flow.route.name
 
 
@@ -177,7 +184,39 @@ async def exchange(flow: Flow) -> None:
     flow.reply = await guarded.run(flow.chat)
 
 
+async def parse_moderation(flow: Flow) -> None:
+    body = parse_json_body(flow.raw)
+    model = body.get("model", MODERATION_MODEL)
+    if not isinstance(model, str):
+        raise RequestError("model must be a string", param="model")
+    flow.moderation, flow.record.model = parse_moderation_body(body), model
+
+
+async def admit_moderation(flow: Flow) -> None:
+    assert flow.moderation is not None and flow.route is not None
+    if flow.moderation.media and not flow.route.allow_unchecked_media:
+        raise UnsupportedContent(
+            f"route '{flow.route.name}' cannot check content parts of type {', '.join(flow.moderation.media)}; "
+            "send text, or set allow_unchecked_media on the route", param="input")
+
+
+async def moderate(flow: Flow) -> None:
+    """Every item against every policy the route applies to input, in one checked phase (so the route's
+    max_checks, fair share and fail mode apply as for chat)."""
+    assert flow.moderation is not None and flow.route is not None
+    runtime, route, texts = flow.runtime, flow.route, flow.moderation.texts
+    decision = await runtime.checker.check("input", moderation_subjects(texts), route)
+    flow.record.decisions.append(decision)
+    if decision.outcome is Outcome.UNAVAILABLE:
+        raise unavailable(decision)
+    applied = input_policies(route, runtime.config.policies)
+    flow.reply = Reply(200, moderation_body(flow.request_id, flow.record.model, texts, decision, applied),
+                       {"x-guardrail-request-id": flow.request_id})
+
+
 CHAT_COMPLETIONS: tuple[Stage, ...] = (audit_room, authenticate, read_body, parse, pick_route, admit, exchange)
+MODERATIONS: tuple[Stage, ...] = (audit_room, authenticate, read_body, parse_moderation, pick_route,
+                                  admit_moderation, moderate)
 
 
 async def run(flow: Flow, stages: Sequence[Stage]) -> Reply | StreamReply:

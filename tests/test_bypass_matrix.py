@@ -235,7 +235,33 @@ def test_stream_positions(make_proxy, position, mode):
 
 # --- guards: nothing new slips in unlisted ----------------------------------------------------------
 
-CONTENT_ROUTES = {"/v1/chat/completions", "/chat/completions"}
+# --- moderation positions: every item that holds the trigger is flagged -------------------------------------
+
+MODERATION_POSITIONS: dict[str, tuple[Any, int, dict[str, Any]]] = {  # input, the item holding it, route
+    "string": (TRIGGER, 0, {}),
+    "list item": (["hi", TRIGGER], 1, {}),
+    "text part": ([{"type": "text", "text": TRIGGER}], 0, {}),
+    "text part extra field": ([{"type": "text", "text": "hi", "x": TRIGGER}], 0, {}),
+    "input_text part": ([{"type": "input_text", "text": TRIGGER}], 0, {}),
+    "image part extra field": ([{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {
+        "url": "https://i.test/a.png"}, "caption": TRIGGER}], 0, {"allow_unchecked_media": True}),
+}
+
+
+@pytest.mark.parametrize("position", sorted(MODERATION_POSITIONS))
+@pytest.mark.parametrize("path", ["/v1/moderations", "/moderations"])
+def test_moderation_positions(make_proxy, position, path):
+    value, item, route = copy.deepcopy(MODERATION_POSITIONS[position])
+    proxy = make_proxy({**ROUTE, **route})
+    proxy.classifier.rules.append(Rule(TRIGGER, 3))
+    response = httpx.post(f"{proxy.url}{path}", json={"model": "test-model", "input": value}, timeout=20)
+    assert response.status_code == 200, f"{position}: {response.status_code} {response.text[:200]}"
+    results = response.json()["results"]
+    assert results[item]["flagged"] is True, f"{position}: the trigger was not judged"
+    assert [r["flagged"] for i, r in enumerate(results) if i != item] == [False] * (len(results) - 1)
+
+
+CONTENT_ROUTES = {"/v1/chat/completions", "/chat/completions", "/v1/moderations", "/moderations"}
 NO_CONTENT_ROUTES = {"/v1/models", "/healthz", "/readyz", "/metrics"}
 
 
