@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from .auth import check_client
 from .errors import GuardrailProxyError, error_body
-from .flow import CHAT_COMPLETIONS, MODERATIONS, Flow, run
+from .flow import CHAT_COMPLETIONS, GUARDRAIL_CHECK, MODERATIONS, Flow, Stage, run
 from .guard import Reply, StreamReply
 from .loader import LoadedConfig
 from .routing import exposed_models
@@ -41,10 +41,18 @@ async def chat_completions(request: Request) -> Response:
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 
-async def moderations(request: Request) -> Response:
-    reply = await run(Flow.start(request, runtime_of(request)), MODERATIONS)
+async def json_endpoint(request: Request, stages: tuple[Stage, ...]) -> Response:
+    reply = await run(Flow.start(request, runtime_of(request)), stages)
     assert isinstance(reply, Reply)
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+
+async def moderations(request: Request) -> Response:
+    return await json_endpoint(request, MODERATIONS)
+
+
+async def guardrail_check(request: Request) -> Response:
+    return await json_endpoint(request, GUARDRAIL_CHECK)
 
 
 async def list_models(request: Request) -> Response:
@@ -116,6 +124,7 @@ def create_app(config: LoadedConfig, settings: Settings | None = None) -> Starle
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/moderations", moderations, methods=["POST"]),
         Route("/moderations", moderations, methods=["POST"]),
+        Route("/v1/guardrail/check", guardrail_check, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

@@ -3,6 +3,7 @@
     CHAT_COMPLETIONS = audit_room -> authenticate -> read_body -> parse -> pick_route -> admit -> exchange
     MODERATIONS      = audit_room -> authenticate -> read_body -> parse_moderation -> pick_route
                        -> admit_moderation -> moderate
+    GUARDRAIL_CHECK  = audit_room -> authenticate -> read_body -> parse_guardrail_check -> check
 
 Each stage is a small async function of the flow; it either fills in the next part of the flow or raises a
 GuardrailProxyError (a refusal), which app.py turns into OpenAI error JSON. `exchange` (guard.py) runs the
@@ -28,6 +29,7 @@ from .audit import AuditRecord, key_name
 from .audit_content import conversation_content
 from .audit_rows import is_flagged
 from .auth import check_client
+from .check_endpoint import CheckRequest, check_body, check_subjects, parse_check, pick_check_route
 from .config import RouteConfig
 from .decisions import Outcome
 from .errors import AuditUnavailable, BodyTooLarge, GuardrailProxyError, RequestError, UnsupportedContent
@@ -57,6 +59,7 @@ class Flow:
     route: RouteConfig | None = None
     reply: Reply | StreamReply | None = None
     moderation: ModerationInput | None = None
+    check_request: CheckRequest | None = None
     hooks_ran: bool = field(default=False, repr=False)
     committed: asyncio.Future[None] | None = field(default=None, repr=False)
     unrecorded: bool = field(default=False, repr=False)  # refused for a full audit backlog: counted, not queued
@@ -214,9 +217,32 @@ async def moderate(flow: Flow) -> None:
                        {"x-guardrail-request-id": flow.request_id})
 
 
+async def parse_guardrail_check(flow: Flow) -> None:
+    request = parse_check(parse_json_body(flow.raw), flow.http.headers.get(ROUTE_HEADER))
+    flow.route = pick_check_route(flow.runtime.config.routes, request)
+    flow.check_request, flow.record.route = request, flow.route.name
+    flow.record.model = request.model or ""
+    unread = unreadable_parts(request.messages)
+    if unread and not flow.route.allow_unchecked_media:
+        raise UnsupportedContent(
+            f"route '{flow.route.name}' cannot check content parts of type {', '.join(unread)}; send text, or set "
+            "allow_unchecked_media on the route", param="messages")
+
+
+async def check(flow: Flow) -> None:
+    """One checked phase, as the proxy would run it; the decision is the answer, whatever it is."""
+    assert flow.check_request is not None and flow.route is not None
+    request, route = flow.check_request, flow.route
+    decision = await flow.runtime.checker.check(request.phase, check_subjects(request, route), route)
+    flow.record.decisions.append(decision)
+    flow.reply = Reply(200, check_body(flow.request_id, route, request, decision),
+                       {"x-guardrail-request-id": flow.request_id})
+
+
 CHAT_COMPLETIONS: tuple[Stage, ...] = (audit_room, authenticate, read_body, parse, pick_route, admit, exchange)
 MODERATIONS: tuple[Stage, ...] = (audit_room, authenticate, read_body, parse_moderation, pick_route,
                                   admit_moderation, moderate)
+GUARDRAIL_CHECK: tuple[Stage, ...] = (audit_room, authenticate, read_body, parse_guardrail_check, check)
 
 
 async def run(flow: Flow, stages: Sequence[Stage]) -> Reply | StreamReply:

@@ -261,7 +261,33 @@ def test_moderation_positions(make_proxy, position, path):
     assert [r["flagged"] for i, r in enumerate(results) if i != item] == [False] * (len(results) - 1)
 
 
-CONTENT_ROUTES = {"/v1/chat/completions", "/chat/completions", "/v1/moderations", "/moderations"}
+# --- check endpoint positions: the trigger anywhere in what is judged makes the decision a block ------------
+
+CHECK_POSITIONS: dict[str, dict[str, Any]] = {
+    "content": {"messages": user(TRIGGER)},
+    "text part extra field": {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi",
+                                                                         "x": TRIGGER}]}]},
+    "name": {"messages": [{"role": "user", "name": TRIGGER, "content": "hi"}]},
+    "system message": {"messages": [{"role": "system", "content": TRIGGER}, *user("hi")]},
+    "tool call arguments": {"messages": [*user("hi"), {"role": "assistant", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": TRIGGER}}]}]},
+    "texts item": {"texts": ["hi", TRIGGER]},
+    "output text": {"phase": "output", "texts": [f"well {TRIGGER}"], "messages": user("hi")},
+}
+
+
+@pytest.mark.parametrize("position", sorted(CHECK_POSITIONS))
+def test_check_positions(make_proxy, position):
+    proxy = make_proxy(ROUTE)
+    proxy.classifier.rules.append(Rule(TRIGGER, 3))
+    body = {"route": "main", **copy.deepcopy(CHECK_POSITIONS[position])}
+    response = httpx.post(f"{proxy.url}/v1/guardrail/check", json=body, timeout=20)
+    assert response.status_code == 200, f"{position}: {response.status_code} {response.text[:200]}"
+    assert response.json()["decision"] == "block", f"{position}: the trigger was not judged"
+
+
+CONTENT_ROUTES = {"/v1/chat/completions", "/chat/completions", "/v1/moderations", "/moderations",
+                  "/v1/guardrail/check"}
 NO_CONTENT_ROUTES = {"/v1/models", "/healthz", "/readyz", "/metrics"}
 
 
