@@ -94,13 +94,18 @@ class Checker:
         if over_fair_share(mine, others, needed, self.capacity.get(route.classifier, DEFAULT_CAPACITY)):
             return self.refuse(refused(phase, "overload", f"route '{route.name}' is over its fair share of the "
                                                           f"classifier ({mine} calls in flight, {needed} more needed)"))
+        if not needed:  # all answers in the cache: nothing to count, nothing to give back
+            return await self._run(phase, checks, classifier, route)
         self.in_flight[slot] = mine + needed
         try:
             return await self._run(phase, checks, classifier, route)
         finally:
-            self.in_flight[slot] -= needed
-            if not self.in_flight[slot]:
-                del self.in_flight[slot]
+            # Read the count again: other requests of this route started and ended meanwhile.
+            left = self.in_flight.get(slot, 0) - needed
+            if left > 0:
+                self.in_flight[slot] = left
+            else:
+                self.in_flight.pop(slot, None)
 
     def refuse(self, decision: Decision) -> Decision:
         for failure in decision.failures:
