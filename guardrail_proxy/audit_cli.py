@@ -84,23 +84,17 @@ def database(args: argparse.Namespace, settings: Settings, readonly: bool) -> tu
     if args.db:
         return sqlite_connect(args.db, readonly=readonly), None
     if args.dsn_env:
-        return postgres_connect(dsn_from(args.dsn_env, settings), readonly=readonly), None
+        return postgres_connect(postgres_dsn(args.dsn_env, settings, "--dsn-env", ""), readonly=readonly), None
     config = load_config(args.config or settings.config_path)
     audit = config.proxy.audit
     if audit.store == "sqlite":
         return sqlite_connect(sqlite_path(audit), readonly=readonly), audit.retention_days
     if audit.store == "postgres":
-        dsn = postgres_dsn(audit, settings, str(config.path))
+        assert audit.dsn_env is not None  # AuditConfig's validator
+        dsn = postgres_dsn(audit.dsn_env, settings, str(config.path), "audit.dsn_env")
         return postgres_connect(dsn, readonly=readonly), audit.retention_days
     raise ConfigError(str(config.path), "audit.store", f"is '{audit.store}'; the audit command reads the sqlite or "
                                                       "postgres store (records in a file or a log are read with jq)")
-
-
-def dsn_from(variable: str, settings: Settings) -> str:
-    dsn = settings.secret(variable)
-    if not dsn:
-        raise ConfigError("--dsn-env", "", f"environment variable {variable} is not set")
-    return dsn
 
 
 def when(text: str | None, now: float, flag: str) -> float | None:

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from .audit_rows import CHECK_COLUMNS, RECORD_COLUMNS, rows_of
-from .audit_schema import LATEST, MIGRATIONS
+from .audit_schema import to_run
 from .errors import ConfigError
 
 MIGRATION_LOCK = 7_340_011  # any fixed number: the advisory lock replicas take while migrating
@@ -65,20 +65,11 @@ def version_of(connection: psycopg.Connection[Any]) -> int:
 
 def migrate(connection: psycopg.Connection[Any], readonly: bool) -> None:
     if readonly:
-        current = version_of(connection)
-        if current != LATEST:
-            raise ConfigError("audit", "dsn", f"the database is at schema version {current}, this release reads "
-                                              f"{LATEST}: start a proxy of this release once to migrate it")
+        to_run(version_of(connection), readonly, "audit dsn")
         return
     connection.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
     try:
-        current = version_of(connection)
-        if current > LATEST:
-            raise ConfigError("audit", "dsn", f"the database is at schema version {current}, newer than this "
-                                              f"release knows ({LATEST}); upgrade the proxy")
-        for version, statements in MIGRATIONS:
-            if version <= current:
-                continue
+        for version, statements in to_run(version_of(connection), readonly, "audit dsn"):
             with connection.transaction():
                 connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                 for statement in statements:

@@ -1,11 +1,14 @@
-"""The audit database's schema, as numbered migrations applied in order at start-up. Pure data.
+"""The audit database's schema, as numbered migrations applied in order at start-up. Pure.
 
 A database remembers the last migration it ran (`schema_version`); start-up runs the newer ones in one
 transaction each, so a proxy of a newer release upgrades the file in place and an older one refuses a file
 from a newer release instead of misreading it. The SQL is the common subset of SQLite and PostgreSQL.
+`to_run` decides, for either store, what a connection runs (or refuses) given the version it found.
 """
 
 from __future__ import annotations
+
+from .errors import ConfigError
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, (
@@ -33,3 +36,17 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 
 LATEST = MIGRATIONS[-1][0]
+
+
+def to_run(current: int, readonly: bool, source: str) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """The migrations a connection to a database at `current` must run; none for a reader, which needs the
+    latest schema. ConfigError for a database of a newer release, or a reader's unmigrated one."""
+    if current > LATEST:
+        raise ConfigError(source, "audit", f"the database is at schema version {current}, newer than this release "
+                                           f"knows ({LATEST}); upgrade the proxy")
+    if readonly:
+        if current < LATEST:
+            raise ConfigError(source, "audit", f"the database is at schema version {current}; start the proxy "
+                                               "once to migrate it")
+        return ()
+    return tuple(m for m in MIGRATIONS if m[0] > current)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .audit_rows import CHECK_COLUMNS, RECORD_COLUMNS, rows_of
-from .audit_schema import LATEST, MIGRATIONS
+from .audit_schema import to_run
 from .errors import ConfigError
 
 
@@ -63,18 +63,7 @@ def version_of(db: sqlite3.Connection) -> int:
 
 
 def migrate(db: sqlite3.Connection, path: str, readonly: bool) -> None:
-    current = version_of(db)
-    if current > LATEST:
-        raise ConfigError(path, "audit", f"the database is at schema version {current}, newer than this release "
-                                         f"knows ({LATEST}); upgrade the proxy")
-    if readonly:
-        if current < LATEST:
-            raise ConfigError(path, "audit", f"the database is at schema version {current}; start the proxy once "
-                                             "to migrate it")
-        return
-    for version, statements in MIGRATIONS:
-        if version <= current:
-            continue
+    for version, statements in to_run(version_of(db), readonly, path):
         db.execute("BEGIN IMMEDIATE")
         db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         for statement in statements:

@@ -79,12 +79,12 @@ def sqlite_path(config: AuditConfig) -> str:
     return config.path or DEFAULT_DB
 
 
-def postgres_dsn(config: AuditConfig, settings: Settings, source: str) -> str:
-    assert config.dsn_env is not None  # AuditConfig's validator
-    dsn = settings.secret(config.dsn_env)
+def postgres_dsn(variable: str, settings: Settings, source: str, field: str) -> str:
+    """The connection string held by `variable`; a ConfigError naming where the variable was named."""
+    dsn = settings.secret(variable)
     if not dsn:
-        raise ConfigError(source, "audit.dsn_env", f"environment variable {config.dsn_env} is not set; the audit "
-                                                   "store needs its connection string")
+        raise ConfigError(source, field, f"environment variable {variable} is not set; the audit store needs its "
+                                         "connection string")
     return dsn
 
 
@@ -92,7 +92,8 @@ def build_store(config: AuditConfig, settings: Settings, source: str) -> AuditSt
     if config.store == "sqlite":
         return SqliteStore(sqlite_path(config))
     if config.store == "postgres":
-        return PostgresStore(postgres_dsn(config, settings, source))
+        assert config.dsn_env is not None  # AuditConfig's validator
+        return PostgresStore(postgres_dsn(config.dsn_env, settings, source, "audit.dsn_env"))
     if config.store == "jsonl":
         assert config.path is not None  # AuditConfig's validator
         return JsonlStore(config.path)

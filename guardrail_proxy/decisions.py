@@ -6,6 +6,7 @@ A verdict is a value: the classifier answered and the answer parsed. A `CheckFai
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
@@ -103,6 +104,11 @@ class Decision:
         if not self.triggered:
             return None
         return max(self.triggered, key=lambda t: (ACTION_STRENGTH[t.action], t.verdict.severity))
+
+
+def worst(verdicts: Iterable[Verdict]) -> Verdict | None:
+    """The verdict that weighs most: a violation over a pass, then the higher severity; the first on a tie."""
+    return max(verdicts, key=lambda v: (v.violation, v.severity), default=None)
 
 
 def action_for(severity: int, rule: PolicyRule, policy: Policy) -> Action:

@@ -161,16 +161,19 @@ async def pick_route(flow: Flow) -> None:
     flow.record.route = flow.route.name
 
 
+def refuse_unread_media(route: RouteConfig, types: Sequence[str], param: str) -> None:
+    """Media the classifier cannot read is refused, unless the route forwards it unchecked on purpose."""
+    if types and not route.allow_unchecked_media:
+        raise UnsupportedContent(f"route '{route.name}' cannot check content parts of type {', '.join(types)}; "
+                                 "send text, or set allow_unchecked_media on the route", param=param)
+
+
 async def admit(flow: Flow) -> None:
     """Refuse what the guardrail cannot check before anything is sent anywhere: media parts the classifier
     cannot read, and a client-supplied chat template, which would replace the prompt the model reads."""
     assert flow.chat is not None and flow.route is not None
     route = flow.route
-    unread = unreadable_parts(flow.chat.messages)
-    if unread and not route.allow_unchecked_media:
-        raise UnsupportedContent(
-            f"route '{route.name}' cannot check content parts of type {', '.join(unread)}; "
-            "send text, or set allow_unchecked_media on the route", param="messages")
+    refuse_unread_media(route, unreadable_parts(flow.chat.messages), "messages")
     extra = flow.chat.model_extra or {}
     sent = [name for name in PROMPT_TEMPLATE_FIELDS if name in extra]
     if sent and not route.allow_prompt_template:
@@ -197,10 +200,7 @@ async def parse_moderation(flow: Flow) -> None:
 
 async def admit_moderation(flow: Flow) -> None:
     assert flow.moderation is not None and flow.route is not None
-    if flow.moderation.media and not flow.route.allow_unchecked_media:
-        raise UnsupportedContent(
-            f"route '{flow.route.name}' cannot check content parts of type {', '.join(flow.moderation.media)}; "
-            "send text, or set allow_unchecked_media on the route", param="input")
+    refuse_unread_media(flow.route, flow.moderation.media, "input")
 
 
 async def moderate(flow: Flow) -> None:
@@ -222,11 +222,7 @@ async def parse_guardrail_check(flow: Flow) -> None:
     flow.route = pick_check_route(flow.runtime.config.routes, request)
     flow.check_request, flow.record.route = request, flow.route.name
     flow.record.model = request.model or ""
-    unread = unreadable_parts(request.messages)
-    if unread and not flow.route.allow_unchecked_media:
-        raise UnsupportedContent(
-            f"route '{flow.route.name}' cannot check content parts of type {', '.join(unread)}; send text, or set "
-            "allow_unchecked_media on the route", param="messages")
+    refuse_unread_media(flow.route, unreadable_parts(request.messages), "messages")
 
 
 async def check(flow: Flow) -> None:

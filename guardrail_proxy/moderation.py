@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import RouteConfig
-from .decisions import CheckFailure, Decision, Verdict
+from .decisions import CheckFailure, Decision, Verdict, worst
 from .errors import RequestError
 from .extract import text_of
 from .policies import Policy
@@ -66,20 +66,17 @@ def score(verdict: Verdict | None, policy: Policy) -> float:
 
 def moderation_result(decision: Decision, index: int, applied: list[Policy]) -> dict[str, Any]:
     mine = [o for o in decision.outcomes if o.subject == index]
-    worst: dict[str, Verdict] = {}
-    for verdict in (o for o in mine if isinstance(o, Verdict)):
-        held = worst.get(verdict.policy_id)
-        if held is None or (verdict.violation, verdict.severity) > (held.violation, held.severity):
-            worst[verdict.policy_id] = verdict
+    verdicts = [o for o in mine if isinstance(o, Verdict)]
+    found = {p.id: v for p in applied if (v := worst(o for o in verdicts if o.policy_id == p.id))}
     unchecked = sorted({o.policy_id for o in mine if isinstance(o, CheckFailure)} - {
-        pid for pid, v in worst.items() if v.violation})
-    categories = {p.id: bool(worst.get(p.id) and worst[p.id].violation) for p in applied}
+        pid for pid, v in found.items() if v.violation})
+    categories = {p.id: bool(found.get(p.id) and found[p.id].violation) for p in applied}
     result: dict[str, Any] = {
         "flagged": any(categories.values()),
         "categories": categories,
-        "category_scores": {p.id: score(worst.get(p.id), p) for p in applied},
+        "category_scores": {p.id: score(found.get(p.id), p) for p in applied},
         "category_applied_input_types": {p.id: ["text"] for p in applied},
-        "labels": {p.id: worst[p.id].label for p in applied if p.id in worst},
+        "labels": {p.id: found[p.id].label for p in applied if p.id in found},
     }
     if unchecked:
         result["unchecked"] = unchecked  # fail-open: these policies could not run on this item

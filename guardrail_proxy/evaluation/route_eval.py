@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..classifier import Classification
 from ..config import RouteConfig
 from ..dataset_rows import Example
-from ..decisions import CheckFailure, CheckOutcome, Phase, Verdict, combine
+from ..decisions import CheckFailure, CheckOutcome, Phase, Verdict, combine, worst
 from ..errors import ClassifierError
 from ..pipeline import Check, plan_checks, to_outcome
 from ..policies import Policy
@@ -62,11 +62,11 @@ def policy_result(example: Example, outcomes: Sequence[CheckOutcome]) -> ItemRes
     verdicts = [o for o in outcomes if isinstance(o, Verdict)]
     failures = [o for o in outcomes if isinstance(o, CheckFailure)]
     cached = all(v.cached for v in verdicts) and not failures
-    worst = max(verdicts, key=lambda v: (v.violation, v.severity), default=None)
-    if failures and (worst is None or not worst.violation):
+    heaviest = worst(verdicts)
+    if failures and (heaviest is None or not heaviest.violation):
         return ItemResult(example, None, Failure(failures[0].kind, failures[0].message))
-    assert worst is not None  # plan_checks gave this policy at least one check
-    return ItemResult(example, verdict_prediction(worst), cached=cached)
+    assert heaviest is not None  # plan_checks gave this policy at least one check
+    return ItemResult(example, verdict_prediction(heaviest), cached=cached)
 
 
 def token_sum(answers: Sequence[Classification | ClassifierError], field: str) -> int | None:
