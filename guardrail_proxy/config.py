@@ -118,12 +118,24 @@ class AuditConfig(Frozen):
         return self
 
 
+class TracingConfig(Frozen):
+    """OpenTelemetry traces (the optional `otel` extra): a span per request, classifier call and upstream call."""
+
+    enabled: bool = Field(False, description="off by default; on needs `pip install guardrail-proxy[otel]`")
+    endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; unset: the "
+                          "exporter's own default (OTEL_EXPORTER_OTLP_* variables, then localhost:4318)")
+    service_name: str = "guardrail-proxy"
+    sample_ratio: float = Field(1.0, ge=0, le=1, description="share of requests traced (parent-based)")
+
+
 class ProxyConfig(Frozen):
     server: ServerConfig = ServerConfig()
     classifiers: dict[str, ClassifierConfig]
     upstreams: dict[str, UpstreamConfig]
     policies: PoliciesConfig = PoliciesConfig()
     audit: AuditConfig = AuditConfig()
+    tracing: TracingConfig = TracingConfig()
     routes_dir: str = Field("routes", description="directory of route files, relative to this file")
 
     @field_validator("classifiers", "upstreams")
