@@ -5,18 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .auth import check_client
-from .errors import GuardrailProxyError, error_body
+from .auth import identify
+from .errors import GuardrailProxyError, GuardrailUnavailable, UnknownRoute, error_body
 from .flow import CHAT_COMPLETIONS, GUARDRAIL_CHECK, MODERATIONS, Flow, Stage, run
 from .guard import Reply, StreamReply
+from .litellm_guardrail import LITELLM_GUARDRAIL
 from .loader import LoadedConfig
+from .ops import check_ops
 from .routing import exposed_models
 from .runtime import Runtime
 from .settings import Settings
@@ -24,14 +28,19 @@ from .sse_response import EventStreamResponse
 
 log = logging.getLogger("guardrail_proxy")
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
+
 
 def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
+    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+    if runtime is None:  # the ops listener can take a request before the app has started, or after it closed
+        raise GuardrailUnavailable("the proxy is starting or stopping")
     return runtime
 
 
 async def chat_completions(request: Request) -> Response:
-    flow = Flow.start(request, runtime_of(request))
+    flow = Flow.start(request, runtime_of(request), "chat")
     reply = await run(flow, CHAT_COMPLETIONS)
     if isinstance(reply, StreamReply):
         # The relay runs the flow's end hooks when the stream ends, however it ends; under sync durability
@@ -41,25 +50,33 @@ async def chat_completions(request: Request) -> Response:
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 
-async def json_endpoint(request: Request, stages: tuple[Stage, ...]) -> Response:
-    reply = await run(Flow.start(request, runtime_of(request)), stages)
+async def json_endpoint(request: Request, stages: tuple[Stage, ...], endpoint: str) -> Response:
+    reply = await run(Flow.start(request, runtime_of(request), endpoint), stages)
     assert isinstance(reply, Reply)
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 
 async def moderations(request: Request) -> Response:
-    return await json_endpoint(request, MODERATIONS)
+    return await json_endpoint(request, MODERATIONS, "moderations")
 
 
 async def guardrail_check(request: Request) -> Response:
-    return await json_endpoint(request, GUARDRAIL_CHECK)
+    return await json_endpoint(request, GUARDRAIL_CHECK, "check")
+
+
+async def litellm_guardrail_endpoint(request: Request) -> Response:
+    """LiteLLM's generic guardrail API (litellm_guardrail.py); LiteLLM's api_base is this proxy's root URL."""
+    return await json_endpoint(request, LITELLM_GUARDRAIL, "litellm")
 
 
 async def list_models(request: Request) -> Response:
-    runtime = runtime_of(request)
-    check_client(request.headers.get("authorization"), runtime.client_keys)
+    served = runtime_of(request).served
+    client = identify(request.headers.get("authorization"), served.clients)
+    only = request.path_params.get("route")
+    if only is not None and served.config.route(only) is None:
+        raise UnknownRoute(f"unknown route '{only}' in the path (/r/<route>/v1/...)")
     data = [{"id": model, "object": "model", "created": 0, "owned_by": f"guardrail-proxy:{route}"}
-            for model, route in exposed_models(runtime.config.routes)]
+            for model, route in exposed_models(served.config.routes, client, only)]
     return JSONResponse({"object": "list", "data": data})
 
 
@@ -67,14 +84,38 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def ops_only(request: Request, *, admin: bool = False) -> Runtime:
+    runtime = runtime_of(request)
+    check_ops(request.scope, runtime.config.proxy.server, runtime.ops_key, request.headers.get("authorization"),
+              admin=admin)
+    return runtime
+
+
 async def readyz(request: Request) -> Response:
-    ready, report = await runtime_of(request).readiness()
+    ready, report = await ops_only(request).readiness()
     return JSONResponse(report, status_code=200 if ready else 503)
 
 
 async def metrics(request: Request) -> Response:
-    return PlainTextResponse(runtime_of(request).metrics.render(),
-                             media_type="text/plain; version=0.0.4")
+    return Response(ops_only(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def admin_reload(request: Request) -> Response:
+    """Re-read config and policies (as SIGHUP does); 200 when applied, 409 when refused (the old config serves)."""
+    result = await ops_only(request, admin=True).reload()
+    return JSONResponse(result.to_json(), status_code=200 if result.ok else 409)
+
+
+async def admin_config(request: Request) -> Response:
+    runtime = ops_only(request, admin=True)
+    config = runtime.config
+    body = {"config": str(config.path), "generation": runtime.served.generation,
+            "routes": {r.name: {"models": list(r.models), "policies": [p.id for p in r.policies]}
+                       for r in config.routes},
+            "policies": {p.id: p.digest for p in config.policies.values()},
+            "clients": sorted({c.name for c in (runtime.served.clients or {}).values()}),
+            "last_reload": runtime.last_reload.to_json() if runtime.last_reload else None}
+    return JSONResponse(body)
 
 
 def with_request_id(request: Request, headers: dict[str, str] | None = None) -> dict[str, str]:
@@ -105,30 +146,41 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=500, headers=with_request_id(request))
 
 
-def create_app(config: LoadedConfig, settings: Settings | None = None) -> Starlette:
-    """Build the app. Clients and pools are created in the lifespan, once, and closed at shutdown."""
+def create_app(config: LoadedConfig, settings: Settings | None = None,
+               span_exporter: SpanExporter | None = None) -> Starlette:
+    """Build the app. Clients and pools are created in the lifespan, once, and closed at shutdown.
+    `span_exporter` (tests) receives the traces when the config turns tracing on."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        runtime = Runtime.build(config, settings)
+        runtime = Runtime.build(config, settings, span_exporter)
         await runtime.start()
         app.state.runtime = runtime
         try:
             yield
         finally:
+            app.state.runtime = None
             await runtime.close()
 
-    routes = [
+    api = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/moderations", moderations, methods=["POST"]),
-        Route("/moderations", moderations, methods=["POST"]),
         Route("/v1/guardrail/check", guardrail_check, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        Route("/beta/litellm_basic_guardrail_api", litellm_guardrail_endpoint, methods=["POST"]),
+    ]
+    routes = [
+        *api,
+        # The same endpoints under a route's own base URL: /r/<route>/v1/... (routing.py's first rule).
+        *(Route("/r/{route}" + r.path, r.endpoint, methods=r.methods) for r in api),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/moderations", moderations, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/admin/reload", admin_reload, methods=["POST"]),
+        Route("/admin/config", admin_config, methods=["GET"]),
     ]
     handlers = {GuardrailProxyError: on_proxy_error, HTTPException: on_http_error, Exception: on_unexpected}
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

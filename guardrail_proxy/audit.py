@@ -8,13 +8,26 @@ Reasoning is kept here for audit and is never sent to the end user unless the ro
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from .decisions import CheckFailure, Decision, Verdict
 from .responses import shown_decision
+
+
+@dataclass
+class Timing:
+    """When things happened, in seconds from the request's arrival, for the latency metrics (not stored)."""
+
+    arrived: float = field(default_factory=time.perf_counter)
+    upstream_s: float | None = None  # a completion's upstream call, start to answer
+    upstream_first_s: float | None = None  # a stream's first chunk from upstream, from the request's arrival
+    first_event_s: float | None = None  # a stream's first event relayed to the client
+    total_s: float | None = None
+
+    def since_arrival(self) -> float:
+        return time.perf_counter() - self.arrived
 
 
 @dataclass
@@ -32,6 +45,7 @@ class AuditRecord:
     client: str | None = None  # key_name() of the client key, when the proxy has client keys
     content: dict[str, Any] | None = None  # audit_content.py: input, context, output; per the route
     released: list[str] = field(default_factory=list)  # a stream's relayed text, kept when the route stores content
+    timing: Timing = field(default_factory=Timing)
 
     @property
     def decision(self) -> str:
@@ -55,11 +69,6 @@ class AuditRecord:
             "phases": [phase_json(d) for d in self.decisions],
             "content": self.content,
         }
-
-
-def key_name(key: str) -> str:
-    """A stable name for a client key that does not reveal it: 'key-' and 12 hex digits of its SHA-256."""
-    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def phase_json(decision: Decision) -> dict[str, Any]:

@@ -57,6 +57,10 @@ class AuditWriter:
         await loop.run_in_executor(self.executor, self.store.put_policies, self.policies)
         self.task = asyncio.create_task(self._run(), name="audit-writer")
 
+    async def add_policies(self, policies: Sequence[tuple[str, str, str]]) -> None:
+        """A reload's policy texts, stored before any record names their digests."""
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.store.put_policies, policies)
+
     @property
     def backlog(self) -> int:
         return len(self.pending) + self.writing

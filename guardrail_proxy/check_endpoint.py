@@ -4,7 +4,7 @@
     {"route": "teen", "phase": "input", "texts": ["...", "..."]}    judge texts, each as a user message
     {"route": "teen", "phase": "output", "texts": ["reply"], "messages": [...]}   judge replies, with context
 
-The route comes from `route`, the `x-guardrail-route` header or `model`, in that order (or the only route).
+The route comes from routing.select_route, with the body's `route` ranked with the header (or the only route).
 The answer is always 200 with the decision (allow, log, annotate, rewrite, block, or unavailable when a
 check could not run and the route fails closed), `flagged`, each verdict with its label and action
 (reasoning only where the route reveals it), the checks that could not run, and for `texts` which of them
@@ -18,12 +18,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .auth import Client
 from .config import RouteConfig
 from .decisions import Decision, Phase, Verdict
-from .errors import RequestError, UnknownRoute
+from .errors import RequestError
 from .protocol import Message
 from .responses import guardrail_object
-from .routing import match_route
+from .routing import select_route
 from .subjects import Subject, Turn, input_subjects, output_subject
 
 
@@ -59,14 +60,14 @@ def parse_check(body: dict[str, Any], header_route: str | None) -> CheckRequest:
     return CheckRequest(phase, messages, tuple(texts) if texts is not None else None, route, model)
 
 
-def pick_check_route(routes: tuple[RouteConfig, ...], request: CheckRequest) -> RouteConfig:
-    if request.route:
-        found = next((r for r in routes if r.name == request.route), None)
-        if found is None:
-            raise UnknownRoute(f"unknown route '{request.route}'; routes: {', '.join(r.name for r in routes)}")
-        return found
-    if request.model:
-        return match_route(routes, request.model, None)
+def pick_check_route(routes: tuple[RouteConfig, ...], request: CheckRequest, path_route: str | None = None,
+                     client: Client | None = None) -> RouteConfig:
+    """routing.select_route with `route` (the body's, else the header's) as the named route; with nothing to
+    go by, the only route, if there is one."""
+    route = select_route(routes, request.model, path_route=path_route, named=request.route, client=client,
+                         named_where="`route` (or the x-guardrail-route header)")
+    if route is not None:
+        return route
     if len(routes) == 1:
         return routes[0]
     raise RequestError("name a route: `route`, the x-guardrail-route header, or `model`", param="route")

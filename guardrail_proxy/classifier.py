@@ -138,6 +138,7 @@ class RetryingClassifier:
         self.cfg = cfg
         self.limit = asyncio.Semaphore(cfg.max_concurrency)
         self.waiting = 0  # calls queued behind the concurrency limit
+        self.active = 0  # calls holding a slot
 
     def admit(self) -> None:
         """Refuse a call at once when the queue behind the concurrency limit is full: overload is answered
@@ -148,6 +149,10 @@ class RetryingClassifier:
 
     async def send(self, request: dict[str, Any], timeout_s: float) -> Reply:
         raise NotImplementedError
+
+    def load(self) -> tuple[int, int]:
+        """(calls in flight, calls queued behind the concurrency limit), for the metrics."""
+        return self.active, self.waiting
 
     def knows(self, policy: Policy, content: str) -> bool:
         return False
@@ -167,6 +172,7 @@ class RetryingClassifier:
             raise ClassifierError("no classifier slot freed up in time", kind="overload") from None
         finally:
             self.waiting -= 1
+        self.active += 1
         try:
             async with asyncio.timeout(self.cfg.timeout_s):
                 reply = await self._send_with_retries(request, time.monotonic() + self.cfg.timeout_s)
@@ -175,6 +181,7 @@ class RetryingClassifier:
         except Exception as exc:  # every transport/HTTP fault becomes a classifier error
             raise as_classifier_error(exc) from exc
         finally:
+            self.active -= 1
             self.limit.release()
         answer = parse_answer(reply.content, policy)
         return Classification(

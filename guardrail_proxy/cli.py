@@ -8,11 +8,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import uvicorn
-
 from .app import create_app
 from .audit_cli import register as register_audit
-from .auth import load_client_keys
+from .auth import load_clients, new_key
 from .demo import run_demo
 from .errors import ConfigError
 from .eval_cli import register as register_eval
@@ -20,6 +18,8 @@ from .export_cli import register as register_export
 from .lint import Limits, lint_path
 from .loader import load_config
 from .official_pack import load_official_datasets
+from .ops import ops_key
+from .serving import Serving
 from .settings import Settings
 from .tools_cli import register as register_check
 
@@ -30,16 +30,16 @@ HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     config = load_config(args.config or settings.config_path)
     server = config.proxy.server
-    load_client_keys(server, settings, str(config.path))  # a named but unset key variable stops start-up here
+    # A named but unset key variable stops start-up here, with exit 2, before anything listens.
+    load_clients(config.proxy, config.routes, settings, str(config.path))
+    ops_key(server, settings, str(config.path))
     logging.basicConfig(level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if server.log_level != "debug":
         # The HTTP clients under the openai SDK (httpx2 in openai 3.x) log every request at INFO: one line
         # per classifier call, which buries the proxy's own log. Their warnings still show.
         for name in HTTP_CLIENT_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
-    uvicorn.run(create_app(config, settings), host=args.host or server.host, port=args.port or server.port,
-                log_level=server.log_level, access_log=False)
-    return 0
+    return Serving(create_app(config, settings), server, args.host or server.host, args.port or server.port).run()
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -84,6 +84,15 @@ def cmd_policy_lint(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_keys_new(args: argparse.Namespace, settings: Settings) -> int:
+    """A fresh key for a client, and the `clients:` entry that admits it (the key itself is never stored)."""
+    key, digest = new_key()
+    print(f"key (give it to the client; it is not shown again): {key}", file=sys.stderr)
+    routes = ", ".join(args.routes) if args.routes else "'*'"
+    print(f"  - name: {args.name}\n    key_sha256: {digest}\n    routes: [{routes}]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guardrail-proxy", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--min-tokens", type=int, default=400)
     lint.add_argument("--max-tokens", type=int, default=900)
     lint.set_defaults(func=cmd_policy_lint)
+
+    keys = sub.add_parser("keys", help="client keys").add_subparsers(dest="keys_command", required=True)
+    keys_new = keys.add_parser("new", help="make a client key and print its clients: entry for proxy.yaml")
+    keys_new.add_argument("--name", required=True, help="the name audit records and metrics show")
+    keys_new.add_argument("--routes", nargs="*", default=[], help="route names (default: all)")
+    keys_new.set_defaults(func=cmd_keys_new)
 
     register_check(sub)
     register_eval(sub)

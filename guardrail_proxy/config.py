@@ -22,6 +22,12 @@ class Action(StrEnum):
     LOG = "log"
 
 
+def refuse_repeats(what: str, names: list[str]) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{what} listed twice: {', '.join(dupes)}")
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -33,6 +39,17 @@ class ServerConfig(Frozen):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     client_keys_env: str | None = Field(
         None, description="environment variable with comma-separated keys clients must send as Bearer tokens")
+    ops_port: int | None = Field(
+        None, ge=0, le=65535, description="serve /metrics, /readyz and /admin/* on this port only (not on `port`)")
+    ops_host: str | None = Field(None, description="the ops port's address; unset: `host`")
+    ops_key_env: str | None = Field(
+        None, description="environment variable with the key /metrics, /readyz and /admin/* require (Bearer); "
+                          "the admin endpoints are refused without one")
+    drain_s: float = Field(
+        5.0, ge=0, le=600, description="on SIGTERM: seconds /readyz answers 503 while requests are still served, "
+                                       "so load balancers stop sending before the listener closes")
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="then: seconds requests and streams in flight get to finish")
 
 
 class ClassifierConfig(Frozen):
@@ -118,6 +135,36 @@ class AuditConfig(Frozen):
         return self
 
 
+class RateLimit(Frozen):
+    """A token bucket per client key (per proxy process): `requests` per `per_s` seconds, bursts up to `burst`."""
+
+    requests: int = Field(gt=0, description="requests allowed per period")
+    per_s: float = Field(60.0, gt=0, description="the period in seconds")
+    burst: int | None = Field(None, gt=0, description="most requests at once after a quiet spell; unset: requests")
+
+
+class ClientConfig(Frozen):
+    """One client key, known only by its SHA-256 (`guardrail-proxy keys new` prints a key and its line)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$",
+                      description="what the audit records and metrics show instead of the key")
+    key_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key")
+    key_sha256_env: str | None = Field(None, description="an environment variable holding that hex SHA-256")
+    routes: tuple[str, ...] = Field(min_length=1, description="route names this key may use; ['*']: all routes")
+    default_route: str | None = Field(None, description="the route when the request names none (before the model)")
+    rate_limit: RateLimit | None = None
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ClientConfig:
+        if (self.key_sha256 is None) == (self.key_sha256_env is None):
+            raise ValueError("set exactly one of key_sha256, key_sha256_env")
+        if "*" in self.routes and len(self.routes) > 1:
+            raise ValueError("routes: '*' already means every route; list names or '*' alone")
+        if self.default_route and "*" not in self.routes and self.default_route not in self.routes:
+            raise ValueError(f"default_route '{self.default_route}' is not among this key's routes")
+        return self
+
+
 class TracingConfig(Frozen):
     """OpenTelemetry traces (the optional `otel` extra): a span per request, classifier call and upstream call."""
 
@@ -135,8 +182,17 @@ class ProxyConfig(Frozen):
     upstreams: dict[str, UpstreamConfig]
     policies: PoliciesConfig = PoliciesConfig()
     audit: AuditConfig = AuditConfig()
+    clients: tuple[ClientConfig, ...] = Field(
+        (), description="named client keys, each with its routes; set (or server.client_keys_env): every request "
+                        "needs a key")
     tracing: TracingConfig = TracingConfig()
     routes_dir: str = Field("routes", description="directory of route files, relative to this file")
+
+    @field_validator("clients")
+    @classmethod
+    def _unique_clients(cls, value: tuple[ClientConfig, ...]) -> tuple[ClientConfig, ...]:
+        refuse_repeats("client names", [c.name for c in value])
+        return value
 
     @field_validator("classifiers", "upstreams")
     @classmethod
@@ -228,8 +284,5 @@ class RouteConfig(Frozen):
     @field_validator("policies")
     @classmethod
     def _unique_policies(cls, value: tuple[PolicyRule, ...]) -> tuple[PolicyRule, ...]:
-        ids = [rule.id for rule in value]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"policies listed twice: {', '.join(dupes)}")
+        refuse_repeats("policies", [rule.id for rule in value])
         return value

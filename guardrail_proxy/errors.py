@@ -7,6 +7,8 @@
     │   ├── UnknownModel            404, code model_not_found
     │   ├── UnknownRoute            404, code route_not_found
     │   ├── Unauthorized            401, code invalid_api_key
+    │   ├── RouteForbidden          403, the client's key was not given this route
+    │   ├── RateLimited             429 with Retry-After: the client's key is over its rate limit
     │   ├── UnsupportedContent      400, content the guardrail cannot check (media, a prompt template)
     │   ├── ContentNotCheckable     400, the classifier refused this text (never a fail-open pass)
     │   └── TooManyChecks           413, more classifier calls than the route allows per request
@@ -22,6 +24,7 @@ A policy violation is *not* an exception: it is a `Decision` value (see decision
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -82,6 +85,25 @@ class UnknownRoute(RequestError):
 class Unauthorized(RequestError):
     status_code = 401
     code = "invalid_api_key"
+
+
+class RouteForbidden(RequestError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "route_not_allowed"
+
+
+class RateLimited(RequestError):
+    status_code = 429
+    error_type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(max(1, math.ceil(self.retry_after_s)))}
 
 
 class UnsupportedContent(RequestError):

@@ -21,14 +21,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
-from .audit import AuditRecord, key_name
+from .audit import AuditRecord
 from .audit_content import conversation_content
 from .audit_rows import is_flagged
-from .auth import check_client
+from .auth import Client, check_route, identify
 from .check_endpoint import CheckRequest, check_body, check_subjects, parse_check, pick_check_route
 from .config import RouteConfig
 from .decisions import Outcome
@@ -38,10 +39,12 @@ from .moderation import ModerationInput, input_policies, moderation_body, modera
 from .moderation import parse_moderation as parse_moderation_body
 from .protocol import ChatRequest, parse_chat_request, parse_json_body
 from .responses import unavailable
-from .routing import ROUTE_HEADER, match_route
+from .routing import ROUTE_HEADER, select_route
 from .runtime import Runtime
+from .served import Served
 from .streaming import sse
 from .subjects import unreadable_parts
+from .tracing import RequestSpan
 
 PROMPT_TEMPLATE_FIELDS = ("chat_template", "chat_template_kwargs")
 MODERATION_MODEL = "omni-moderation-latest"  # what OpenAI's SDK users send, and the default when none is sent
@@ -53,7 +56,10 @@ class Flow:
 
     http: Request
     runtime: Runtime
+    served: Served  # the config generation this request started on, kept to its end
     record: AuditRecord
+    endpoint: str
+    client: Client | None = None
     raw: bytes = b""
     chat: ChatRequest | None = None
     route: RouteConfig | None = None
@@ -63,12 +69,20 @@ class Flow:
     hooks_ran: bool = field(default=False, repr=False)
     committed: asyncio.Future[None] | None = field(default=None, repr=False)
     unrecorded: bool = field(default=False, repr=False)  # refused for a full audit backlog: counted, not queued
+    trace: AbstractContextManager[RequestSpan] | None = field(default=None, repr=False)  # tracing.py, when on
+    span: RequestSpan | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, http: Request, runtime: Runtime) -> Flow:
+    def start(cls, http: Request, runtime: Runtime, endpoint: str) -> Flow:
         # The record exists from the first stage, so a request refused before routing (401, 413, 400, 404)
         # is audited and counted like any other; route and model are filled in as they become known.
-        flow = cls(http, runtime, AuditRecord(secrets.token_hex(8), route="", model=""))
+        flow = cls(http, runtime, runtime.enter(), AuditRecord(secrets.token_hex(8), route="", model=""), endpoint)
+        if runtime.tracing is not None:
+            # The request's span is current from here to the end hooks (a stream's end), so the classifier and
+            # upstream calls nest in it.
+            flow.trace = runtime.tracing.request(f"{http.method} {endpoint}", http.method, http.url.path,
+                                                 http.headers)
+            flow.span = flow.trace.__enter__()
         http.state.request_id = flow.request_id  # the error handlers echo it in x-guardrail-request-id
         return flow
 
@@ -85,8 +99,12 @@ class Flow:
             return
         self.hooks_ran = True
         record = self.record
-        self.runtime.metrics.inc("guardrail_requests_total", route=record.route or "none", status=str(record.status),
-                                 decision=record.decision)
+        record.timing.total_s = record.timing.since_arrival()
+        self.runtime.leave(self.served)
+        self.runtime.metrics.record_request(self.endpoint, record)
+        if self.trace is not None and self.span is not None:
+            self.span.finish(record)
+            self.trace.__exit__(None, None, None)
         if self.unrecorded:
             return
         stored = record.to_json()
@@ -96,10 +114,9 @@ class Flow:
             stored["content"] = record.content = conversation_content(self.chat, self.reply, streamed)
         self.committed = self.runtime.audit.submit(stored)
 
-
     async def settle(self) -> None:
         """Under sync durability, wait for this request's record to be committed (AuditUnavailable if not)."""
-        if self.committed is not None and self.runtime.config.proxy.audit.durability == "sync":
+        if self.committed is not None and self.runtime.audit.config.durability == "sync":
             await self.committed
 
     async def last_after_commit(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -109,6 +126,8 @@ class Flow:
         async for event in events:
             if held is not None:
                 yield held
+            elif self.record.timing.first_event_s is None:
+                self.record.timing.first_event_s = self.record.timing.since_arrival()
             held = event
         try:
             await self.settle()
@@ -133,12 +152,14 @@ async def audit_room(flow: Flow) -> None:
 
 
 async def authenticate(flow: Flow) -> None:
-    key = check_client(flow.http.headers.get("authorization"), flow.runtime.client_keys)
-    flow.record.client = key_name(key) if key else None
+    """Who is asking (by the key's name, never the key), and whether their key is over its rate limit."""
+    flow.client = identify(flow.http.headers.get("authorization"), flow.served.clients)
+    flow.record.client = flow.client.name if flow.client else None
+    flow.runtime.limiter.admit(flow.client)
 
 
 async def read_body(flow: Flow) -> None:
-    limit = flow.runtime.config.proxy.server.max_body_bytes
+    limit = flow.served.config.proxy.server.max_body_bytes
     declared = flow.http.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
@@ -157,8 +178,13 @@ async def parse(flow: Flow) -> None:
 
 
 async def pick_route(flow: Flow) -> None:
-    flow.route = match_route(flow.runtime.config.routes, flow.record.model, flow.http.headers.get(ROUTE_HEADER))
-    flow.record.route = flow.route.name
+    """routing.select_route: the /r/<route> path, the header, the key's default route, the model; then a key
+    may only use a route it was given."""
+    route = select_route(flow.served.config.routes, flow.record.model, path_route=flow.http.path_params.get("route"),
+                         named=flow.http.headers.get(ROUTE_HEADER), client=flow.client)
+    assert route is not None, "a model name always picks a route or raises"
+    check_route(flow.client, route.name)
+    flow.route, flow.record.route = route, route.name
 
 
 def refuse_unread_media(route: RouteConfig, types: Sequence[str], param: str) -> None:
@@ -184,8 +210,8 @@ async def admit(flow: Flow) -> None:
 
 async def exchange(flow: Flow) -> None:
     assert flow.chat is not None and flow.route is not None
-    runtime, route = flow.runtime, flow.route
-    guarded = Exchange(runtime.checker, runtime.upstreams[route.upstream], runtime.config.proxy.upstreams[
+    served, route = flow.served, flow.route
+    guarded = Exchange(served.checker, served.upstreams[route.upstream], served.config.proxy.upstreams[
         route.upstream], route, flow.record, on_stream_end=flow.finish)
     flow.reply = await guarded.run(flow.chat)
 
@@ -207,19 +233,20 @@ async def moderate(flow: Flow) -> None:
     """Every item against every policy the route applies to input, in one checked phase (so the route's
     max_checks, fair share and fail mode apply as for chat)."""
     assert flow.moderation is not None and flow.route is not None
-    runtime, route, texts = flow.runtime, flow.route, flow.moderation.texts
-    decision = await runtime.checker.check("input", moderation_subjects(texts), route)
+    served, route, texts = flow.served, flow.route, flow.moderation.texts
+    decision = await served.checker.check("input", moderation_subjects(texts), route)
     flow.record.decisions.append(decision)
     if decision.outcome is Outcome.UNAVAILABLE:
         raise unavailable(decision)
-    applied = input_policies(route, runtime.config.policies)
+    applied = input_policies(route, served.config.policies)
     flow.reply = Reply(200, moderation_body(flow.request_id, flow.record.model, texts, decision, applied),
                        {"x-guardrail-request-id": flow.request_id})
 
 
 async def parse_guardrail_check(flow: Flow) -> None:
     request = parse_check(parse_json_body(flow.raw), flow.http.headers.get(ROUTE_HEADER))
-    flow.route = pick_check_route(flow.runtime.config.routes, request)
+    flow.route = pick_check_route(flow.served.config.routes, request, flow.http.path_params.get("route"), flow.client)
+    check_route(flow.client, flow.route.name)
     flow.check_request, flow.record.route = request, flow.route.name
     flow.record.model = request.model or ""
     refuse_unread_media(flow.route, unreadable_parts(request.messages), "messages")
@@ -229,7 +256,7 @@ async def check(flow: Flow) -> None:
     """One checked phase, as the proxy would run it; the decision is the answer, whatever it is."""
     assert flow.check_request is not None and flow.route is not None
     request, route = flow.check_request, flow.route
-    decision = await flow.runtime.checker.check(request.phase, check_subjects(request, route), route)
+    decision = await flow.served.checker.check(request.phase, check_subjects(request, route), route)
     flow.record.decisions.append(decision)
     flow.reply = Reply(200, check_body(flow.request_id, route, request, decision),
                        {"x-guardrail-request-id": flow.request_id})

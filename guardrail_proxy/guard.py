@@ -8,6 +8,7 @@ responses.py do those): this module only sequences the steps and records them in
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,10 +90,18 @@ class Exchange:
 
     def start(self, chat: ChatRequest) -> Started:
         self.record.upstream_called = True
+        timing, began = self.record.timing, time.perf_counter()
         body = chat.forwarded(self.upstream_model)
         if chat.stream:
             return ChunkFeed(self.upstream.stream(body))
-        return asyncio.create_task(self.upstream.complete(body))
+        task = asyncio.create_task(self.upstream.complete(body))
+
+        def ended(_task: asyncio.Task[ChatCompletion]) -> None:
+            # Timed when it ends, not when awaited: with a speculative start it may end during the input check.
+            timing.upstream_s = time.perf_counter() - began
+
+        task.add_done_callback(ended)
+        return task
 
     async def cancel(self, started: Started | None) -> None:
         if started is None:
@@ -145,6 +154,8 @@ class Exchange:
         except BaseException:
             await feed.close()
             raise
+        if feed.first_at is not None:
+            self.record.timing.upstream_first_s = feed.first_at - self.record.timing.arrived
         relay = StreamRelay(feed, self.checker, self.route, chat, self.record, self.on_stream_end)
         self.record.stream = True
         return StreamReply(guardrail_headers(self.record.request_id, self.decisions), relay.events(), relay.close)

@@ -1,66 +1,149 @@
-"""Counters and latency sums, exposed at /metrics in the Prometheus text format.
+"""The proxy's Prometheus metrics, with prometheus-client, in a registry of the app's own (several apps in one
+process, as in the tests, never share or clash). Exposed at /metrics (see app.py for the ops port and key).
 
-Built per app in create_app; nothing here is module-level state.
+Per request (from its audit record, once it ends): requests by endpoint, route, client name, status and
+decision; each check by route, phase, policy, label, action and outcome (pass, violation, error, unchecked:
+a failed check a fail-open route let through, overload); the proxy's added latency and a stream's time to
+first token. Per classifier call, as it happens: its latency and the cache hits. Read at scrape time: the
+requests in flight and, per classifier, the calls in flight and queued. Client keys appear by name only.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
 
-from .decisions import CheckFailure, CheckOutcome
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-Labels = tuple[tuple[str, str], ...]
+from .decisions import CheckFailure, CheckOutcome, Decision, Verdict
+
+if TYPE_CHECKING:
+    from .audit import AuditRecord
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+ADDED_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
-@dataclass
+class Watched(Protocol):
+    """What the scrape-time gauges read (runtime.Runtime)."""
+
+    def load(self) -> dict[str, tuple[int, int]]: ...
+
+    def in_flight(self) -> int: ...
+
+
 class Metrics:
-    counters: Counter[tuple[str, Labels]] = field(default_factory=Counter)
-    sums: Counter[tuple[str, Labels]] = field(default_factory=Counter)
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("guardrail_requests", "Requests answered, by how they ended",
+                                ["endpoint", "route", "client", "status", "decision"], registry=r)
+        self.checks = Counter("guardrail_checks", "Checks (a policy applied to a text), by outcome",
+                              ["route", "phase", "policy", "label", "action", "outcome", "error"], registry=r)
+        self.cache_hits = Counter("guardrail_check_cache_hits", "Checks answered from the verdict cache",
+                                  ["policy"], registry=r)
+        self.classifier_seconds = Histogram("guardrail_classifier_seconds", "One classifier call, retries included",
+                                            ["policy", "result"], buckets=LATENCY_BUCKETS, registry=r)
+        self.added_seconds = Histogram(
+            "guardrail_added_latency_seconds", "Time the proxy added: a completion's total time less the upstream "
+            "call's, or a stream's first token less the upstream's", ["route", "kind"], buckets=ADDED_BUCKETS,
+            registry=r)
+        self.ttft_seconds = Histogram("guardrail_stream_ttft_seconds", "A stream's first event, from the request's "
+                                      "arrival", ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.reloads = Counter("guardrail_config_reloads", "Config reloads, by result", ["result"], registry=r)
+        self.generation = Gauge("guardrail_config_generation", "The config generation serving new requests",
+                                registry=r)
+        self.reload_ok = Gauge("guardrail_config_last_reload_ok", "1 when the last reload (or the start) applied",
+                               registry=r)
+        self.named = {
+            "guardrail_audit_backpressure_total": Counter(
+                "guardrail_audit_backpressure", "Requests held (waited) or refused for a full audit backlog",
+                ["result"], registry=r),
+            "guardrail_audit_lost_total": Counter("guardrail_audit_lost", "Audit records not stored", registry=r),
+            "guardrail_audit_commit_failures_total": Counter("guardrail_audit_commit_failures",
+                                                             "Audit commits that failed", registry=r),
+            "guardrail_audit_reduced_total": Counter(
+                "guardrail_audit_reduced", "Records stored without checks and content", registry=r),
+            "guardrail_audit_records_total": Counter("guardrail_audit_records", "Audit records committed",
+                                                     registry=r),
+        }
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        self.counters[(name, tuple(sorted(labels.items())))] += amount  # type: ignore[assignment]
+        """One of the counters in `named` (the audit writer's), by its full name."""
+        counter = self.named[name]
+        (counter.labels(**labels) if labels else counter).inc(amount)
 
-    def observe(self, name: str, seconds: float, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        self.sums[key] += seconds  # type: ignore[assignment]
-        self.counters[(name + "_count", key[1])] += 1
+    def watch(self, watched: Watched) -> None:
+        self.registry.register(LoadCollector(watched))
 
     def record_check(self, outcome: CheckOutcome) -> None:
-        if isinstance(outcome, CheckFailure):
-            self.inc("guardrail_checks_total", phase=outcome.phase, policy=outcome.policy_id,
-                     result="error", error=outcome.kind)
-            return
-        result = "violation" if outcome.violation else "pass"
-        self.inc("guardrail_checks_total", phase=outcome.phase, policy=outcome.policy_id, result=result,
-                 error="")
-        if outcome.cached:
-            self.inc("guardrail_check_cache_hits_total", policy=outcome.policy_id)
-        else:
-            self.observe("guardrail_classifier_seconds", outcome.latency_ms / 1000, policy=outcome.policy_id)
+        """Each classifier call as it ends (the checker's on_outcome); the outcome counts come at the end."""
+        if isinstance(outcome, Verdict) and outcome.cached:
+            self.cache_hits.labels(outcome.policy_id).inc()
+        elif isinstance(outcome, Verdict):
+            self.classifier_seconds.labels(outcome.policy_id, "ok").observe(outcome.latency_ms / 1000)
+        elif outcome.latency_ms:
+            self.classifier_seconds.labels(outcome.policy_id, outcome.kind).observe(outcome.latency_ms / 1000)
+
+    def record_request(self, endpoint: str, record: AuditRecord) -> None:
+        route = record.route or "none"
+        self.requests.labels(endpoint, route, record.client or "none", str(record.status), record.decision).inc()
+        for decision in record.decisions:
+            for outcome in decision.outcomes:
+                error = outcome.kind if isinstance(outcome, CheckFailure) else ""
+                self.checks.labels(route, decision.phase, outcome.policy_id, label_of(outcome),
+                                   action_of(decision, outcome), outcome_kind(decision, outcome), error).inc()
+        timing = record.timing
+        if timing.first_event_s is not None:
+            self.ttft_seconds.labels(route).observe(timing.first_event_s)
+            if timing.upstream_first_s is not None:
+                self.added_seconds.labels(route, "stream_ttft").observe(
+                    max(0.0, timing.first_event_s - timing.upstream_first_s))
+        elif timing.upstream_s is not None and timing.total_s is not None:
+            self.added_seconds.labels(route, "completion").observe(max(0.0, timing.total_s - timing.upstream_s))
+
+    def reloaded(self, ok: bool) -> None:
+        self.reloads.labels("ok" if ok else "error").inc()
+
+    def set_generation(self, generation: int, *, ok: bool) -> None:
+        self.generation.set(generation)
+        self.reload_ok.set(1 if ok else 0)
 
     def render(self) -> str:
-        """Prometheus text format, one group per family; summaries as their _sum and _count series."""
-        summaries = {name for name, _ in self.sums}
-        families: dict[str, list[str]] = {}
-        for (name, labels), value in sorted(self.counters.items()):
-            family = name.removesuffix("_count") if name.removesuffix("_count") in summaries else name
-            families.setdefault(family, []).append(f"{name}{fmt(labels)} {value}")
-        for (name, labels), value in sorted(self.sums.items()):
-            families.setdefault(name, []).append(f"{name}_sum{fmt(labels)} {value:.6f}")
-        lines: list[str] = []
-        for family, samples in sorted(families.items()):
-            lines.append(f"# TYPE {family} {'summary' if family in summaries else 'counter'}")
-            lines += samples
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()
 
 
-def fmt(labels: Labels) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{escape(v)}"' for k, v in labels)
-    return "{" + inner + "}"
+def label_of(outcome: CheckOutcome) -> str:
+    return (outcome.label or "") if isinstance(outcome, Verdict) else ""
 
 
-def escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def action_of(decision: Decision, outcome: CheckOutcome) -> str:
+    return (decision.action_of(outcome) if isinstance(outcome, Verdict) else None) or "none"
+
+
+def outcome_kind(decision: Decision, outcome: CheckOutcome) -> str:
+    """pass | violation | overload | unchecked (a failure the route's fail-open let through) | error. Pure."""
+    if isinstance(outcome, Verdict):
+        return "violation" if outcome.violation else "pass"
+    if outcome.kind == "overload":
+        return "overload"
+    return "unchecked" if decision.unchecked else "error"
+
+
+class LoadCollector(Collector):
+    def __init__(self, watched: Watched) -> None:
+        self.watched = watched
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        flying = GaugeMetricFamily("guardrail_requests_in_flight", "Requests started and not yet ended")
+        flying.add_metric([], self.watched.in_flight())
+        calls = GaugeMetricFamily("guardrail_classifier_in_flight", "Classifier calls holding a slot",
+                                  labels=["classifier"])
+        queued = GaugeMetricFamily("guardrail_classifier_queue_depth", "Classifier calls waiting for a slot",
+                                   labels=["classifier"])
+        for name, (active, waiting) in sorted(self.watched.load().items()):
+            calls.add_metric([name], active)
+            queued.add_metric([name], waiting)
+        yield from (flying, calls, queued)
+

@@ -72,11 +72,14 @@ class ChunkFeed:
         self.source = source
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.first: Any = None
+        self.first_at: float | None = None  # perf_counter() when the first chunk arrived
         self.task = asyncio.create_task(self._pump())
 
     async def _pump(self) -> None:
         try:
             async for chunk in self.source:
+                if self.first_at is None:
+                    self.first_at = time.perf_counter()
                 self.queue.put_nowait(chunk)
                 # Parsing an already-buffered burst never yields on its own; without this the first chunk
                 # waits until the whole burst is parsed.

@@ -137,7 +137,8 @@ class Proxy:
 def write_config(tmp: Path, route: dict[str, Any], classifier_url: str, upstream_url: str,
                  classifier: dict[str, Any] | None = None, upstream: dict[str, Any] | None = None,
                  extra_routes: dict[str, dict[str, Any]] | None = None,
-                 server_cfg: dict[str, Any] | None = None, audit: dict[str, Any] | None = None) -> Path:
+                 server_cfg: dict[str, Any] | None = None, audit: dict[str, Any] | None = None,
+                 proxy_extra: dict[str, Any] | None = None) -> Path:
     policies = tmp / "policies"
     policies.mkdir(exist_ok=True)
     for name, text in [("violence", VIOLENCE_POLICY), ("selfharm", SELFHARM_POLICY), ("spam", JSON_POLICY)]:
@@ -156,6 +157,7 @@ def write_config(tmp: Path, route: dict[str, Any], classifier_url: str, upstream
                                               "api_base": f"{upstream_url}/v1"}},
         "policies": {"dirs": ["policies"]},
         "audit": audit or {"store": "jsonl", "path": str(tmp / "audit.jsonl"), "durability": "sync"},
+        **(proxy_extra or {}),
     }
     path = tmp / "proxy.yaml"
     path.write_text(yaml.safe_dump(proxy))
@@ -173,10 +175,12 @@ def make_proxy(tmp_path: Path, safeguard: tuple[SafeguardBehaviour, ServerThread
     def make(route: dict[str, Any] | None = None, *, classifier_url: str | None = None,
              classifier: dict[str, Any] | None = None, upstream_cfg: dict[str, Any] | None = None,
              extra_routes: dict[str, dict[str, Any]] | None = None, server_cfg: dict[str, Any] | None = None,
-             env: dict[str, str] | None = None, audit: dict[str, Any] | None = None) -> Proxy:
+             env: dict[str, str] | None = None, audit: dict[str, Any] | None = None,
+             proxy_extra: dict[str, Any] | None = None, span_exporter: Any = None) -> Proxy:
         path = write_config(tmp_path, route or {}, classifier_url or sg_server.url, up_server.url,
-                            classifier, upstream_cfg, extra_routes, server_cfg, audit)
-        server = ServerThread(create_app(load_config(path), Settings(MappingProxyType(env or {})))).start()
+                            classifier, upstream_cfg, extra_routes, server_cfg, audit, proxy_extra)
+        app = create_app(load_config(path), Settings(MappingProxyType(env or {})), span_exporter)
+        server = ServerThread(app).start()
         started.append(server)
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="test", max_retries=0, timeout=20)
         return Proxy(server.url, client, tmp_path / "audit.jsonl", sg_behaviour, up_behaviour, server)
@@ -186,6 +190,15 @@ def make_proxy(tmp_path: Path, safeguard: tuple[SafeguardBehaviour, ServerThread
         server.stop()
         assert not server.thread.is_alive(), "the proxy did not shut down"
         assert not server.leftover_tasks, f"tasks left running at shutdown: {server.leftover_tasks}"
+
+
+def metric(text: str, sample: str, **labels: str) -> float:
+    """The sum of a metric's samples named `sample` whose labels include `labels`, from /metrics as prometheus_client
+    itself parses it (0 when there is none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == sample and labels.items() <= s.labels.items())
 
 
 def user(text: str) -> list[dict[str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from conftest import free_port, user
+from conftest import free_port, metric, user
 
 from guardrail_proxy.standins.safeguard import Rule
 
@@ -86,8 +86,12 @@ def test_unknown_route_header_and_wrong_model(make_proxy):
                                                "policies": [{"id": "violence"}]}})
     body = b'{"model": "test-model", "messages": [{"role": "user", "content": "x"}]}'
     assert post(proxy, body, headers={"x-guardrail-route": "ghost"}).json()["error"]["code"] == "route_not_found"
-    assert post(proxy, body, headers={"x-guardrail-route": "other"}).json()["error"]["code"] == "model_not_found"
+    # A route named in the header answers whatever model name is sent (routing.py); its upstream decides.
+    assert post(proxy, body, headers={"x-guardrail-route": "other"}).status_code == 200
     assert post(proxy, body, headers={"x-guardrail-route": "main"}).status_code == 200
+    assert [r["route"] for r in proxy.audit()[-2:]] == ["other", "main"]
+    unknown = post(proxy, b'{"model": "ghost", "messages": [{"role": "user", "content": "x"}]}')
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
 
 
 def test_unknown_paths_and_methods_are_json(make_proxy):
@@ -174,5 +178,7 @@ def test_metrics_count_requests_and_checks(make_proxy):
     proxy = make_proxy()
     proxy.client.chat.completions.create(model="test-model", messages=user("hi"))
     text = httpx.get(f"{proxy.url}/metrics").text
-    assert 'guardrail_requests_total{decision="allow",route="main",status="200"} 1' in text
-    assert 'guardrail_checks_total{error="",phase="input",policy="violence",result="pass"} 1' in text
+    assert metric(text, "guardrail_requests_total", endpoint="chat", route="main", status="200", decision="allow",
+                  client="none") == 1
+    assert metric(text, "guardrail_checks_total", route="main", phase="input", policy="violence", outcome="pass",
+                  action="none") == 1

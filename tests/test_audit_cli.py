@@ -15,8 +15,8 @@ import openai
 import pytest
 from conftest import free_port, user
 
-from guardrail_proxy.audit import key_name
 from guardrail_proxy.audit_sqlite import connect as sqlite_connect
+from guardrail_proxy.auth import key_name
 from guardrail_proxy.cli import build_parser
 from guardrail_proxy.datasets import load_dataset
 from guardrail_proxy.settings import Settings

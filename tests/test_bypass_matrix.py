@@ -286,15 +286,69 @@ def test_check_positions(make_proxy, position):
     assert response.json()["decision"] == "block", f"{position}: the trigger was not judged"
 
 
+# --- LiteLLM guardrail positions: the trigger anywhere LiteLLM's generic guardrail API can put it is judged --------
+
+LITELLM_CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": TRIGGER}}
+LITELLM_POSITIONS: dict[str, dict[str, Any]] = {  # bodies as LiteLLM's chat handler builds them (input_type request)
+    "texts item": {"texts": ["hi", TRIGGER]},
+    "message content": {"texts": [TRIGGER], "structured_messages": user(TRIGGER)},
+    "text part": {"texts": [TRIGGER], "structured_messages": [
+        {"role": "user", "content": [{"type": "text", "text": TRIGGER}]}]},
+    "text part extra field": {"texts": ["hi"], "structured_messages": [
+        {"role": "user", "content": [{"type": "text", "text": "hi", "x": TRIGGER}]}]},
+    "name (forward_messages_as_sent)": {"texts": ["hi"], "structured_messages": [
+        {"role": "user", "name": TRIGGER, "content": "hi"}]},
+    "system message": {"texts": [TRIGGER, "hi"], "structured_messages": [
+        {"role": "system", "content": TRIGGER}, *user("hi")]},
+    "tool call arguments in a message": {"texts": ["hi"], "tool_calls": [LITELLM_CALL], "structured_messages": [
+        *user("hi"), {"role": "assistant", "content": None, "tool_calls": [LITELLM_CALL]}]},
+    "tool result": {"texts": ["hi", TRIGGER], "structured_messages": [
+        *user("hi"), {"role": "tool", "tool_call_id": "c1", "content": TRIGGER}]},
+    "a text in no message": {"texts": ["hi", TRIGGER], "structured_messages": user("hi")},
+    "a tool call in no message": {"texts": ["hi"], "structured_messages": user("hi"), "tool_calls": [LITELLM_CALL]},
+    "tool_calls without messages": {"texts": ["hi"], "tool_calls": [LITELLM_CALL]},
+    "tools description": {"texts": ["hi"], "tools": [
+        {"type": "function", "function": {"name": "f", "description": TRIGGER}}]},
+    "tool parameter name": {"texts": ["hi"], "tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {f"{TRIGGER} now": {"type": "string"}}}}}]},
+    "unknown field": {"texts": ["hi"], "whatever": {"deep": [TRIGGER]}},
+    "response text": {"input_type": "response", "texts": [f"well {TRIGGER}"]},
+    "response second text": {"input_type": "response", "texts": ["ok", TRIGGER]},
+    "response tool call": {"input_type": "response", "texts": [], "tool_calls": [LITELLM_CALL]},
+}
+
+
+@pytest.mark.parametrize("position", sorted(LITELLM_POSITIONS))
+@pytest.mark.parametrize("action", ["block", "rewrite"])
+def test_litellm_guardrail_positions(make_proxy, position, action):
+    proxy = make_proxy({**ROUTE, "policies": [{"id": "violence", "action": action}]})
+    proxy.classifier.rules.append(Rule(TRIGGER, 3))
+    body = {"input_type": "request", "additional_provider_specific_params": {"route": "main"},
+            **copy.deepcopy(LITELLM_POSITIONS[position])}
+    response = httpx.post(f"{proxy.url}/beta/litellm_basic_guardrail_api", json=body, timeout=20)
+    assert response.status_code == 200, f"{position}: {response.status_code} {response.text[:200]}"
+    answer = response.json()
+    written_back = {k: answer[k] for k in ("texts", "structured_messages") if k in answer}
+    assert answer["action"] == "BLOCKED" or (answer["action"] == "GUARDRAIL_INTERVENED" and written_back), \
+        f"{position}: the trigger was not judged"
+    assert TRIGGER not in json.dumps(written_back), f"{position}: written back to LiteLLM"
+
+
 CONTENT_ROUTES = {"/v1/chat/completions", "/chat/completions", "/v1/moderations", "/moderations",
-                  "/v1/guardrail/check"}
-NO_CONTENT_ROUTES = {"/v1/models", "/healthz", "/readyz", "/metrics"}
+                  "/v1/guardrail/check", "/beta/litellm_basic_guardrail_api"}
+NO_CONTENT_ROUTES = {"/v1/models", "/r/{route}/v1/models", "/healthz", "/readyz", "/metrics", "/admin/reload",
+                     "/admin/config"}
 
 
 def test_every_route_is_covered(make_proxy):
     proxy = make_proxy()
     paths = {r.path for r in proxy.server.server.config.app.routes if isinstance(r, Route)}
-    unknown = paths - CONTENT_ROUTES - NO_CONTENT_ROUTES
+    # /r/<route>/v1/... runs the very endpoint /v1/... does, so the positions above cover it too.
+    endpoints = {r.path: r.endpoint for r in proxy.server.server.config.app.routes if isinstance(r, Route)}
+    prefixed = {p for p in paths if p.startswith("/r/{route}/")}
+    for path in prefixed - NO_CONTENT_ROUTES:
+        assert endpoints[path] is endpoints[path.removeprefix("/r/{route}")], path
+    unknown = paths - CONTENT_ROUTES - NO_CONTENT_ROUTES - prefixed
     assert not unknown, f"routes the bypass matrix does not cover: {unknown}"
 
 

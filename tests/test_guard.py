@@ -7,7 +7,7 @@ import json
 import httpx
 import openai
 import pytest
-from conftest import free_port, user
+from conftest import free_port, metric, user
 
 from guardrail_proxy.standins.safeguard import Rule
 
@@ -242,7 +242,8 @@ def test_fail_open_passes_marked_unchecked(make_proxy, field, value):
     [record] = proxy.audit()
     assert record["decision"] == "unchecked"  # never logged as a pass
     metrics = httpx.get(f"{proxy.url}/metrics").text
-    assert 'result="error"' in metrics and 'decision="unchecked"' in metrics
+    assert metric(metrics, "guardrail_checks_total", outcome="unchecked", policy="violence", phase="input") == 1
+    assert metric(metrics, "guardrail_requests_total", decision="unchecked") == 1
 
 
 def test_a_known_block_wins_over_a_failed_check(make_proxy):

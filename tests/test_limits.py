@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from conftest import user
+from conftest import metric, user
 
 from guardrail_proxy.pipeline import over_fair_share
 from guardrail_proxy.standins.safeguard import Rule
@@ -41,7 +41,9 @@ def test_a_huge_request_is_refused_whole_and_does_not_starve_another_client(make
     assert not any("message number" in s for s in sent)
     assert all("message number" not in str(r) for r in proxy.upstream.requests)
     assert any(r["status"] == 413 for r in proxy.wait_audit(2))
-    assert 'error="too_many"' in httpx.get(f"{proxy.url}/metrics").text
+    metrics = httpx.get(f"{proxy.url}/metrics").text
+    assert metric(metrics, "guardrail_checks_total", outcome="error", error="too_many") == 1
+    assert metric(metrics, "guardrail_requests_total", status="413") == 1
 
 
 def test_history_already_judged_does_not_count_against_the_cap(make_proxy):
@@ -88,7 +90,8 @@ def test_overload_is_a_503_with_retry_after_even_when_failing_open(make_proxy):
     assert overloaded.json()["error"]["code"] == "guardrail_overloaded"
     assert overloaded.headers["retry-after"] == "1"
     metrics = httpx.get(f"{proxy.url}/metrics").text
-    assert 'error="overload"' in metrics and 'status="503"' in metrics
+    assert metric(metrics, "guardrail_checks_total", outcome="overload", error="overload") >= 1
+    assert metric(metrics, "guardrail_requests_total", status="503") >= 1
 
 
 @pytest.mark.parametrize(("mine", "others", "wanted", "capacity", "over"), [

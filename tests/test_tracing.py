@@ -440,3 +440,37 @@ def test_tracing_on_without_the_extra_is_a_config_error():
     assert (found["file"], found["field"]) == ("proxy.yaml", "tracing.enabled")
     assert "pip install 'guardrail-proxy[otel]'" in found["reason"]
 
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_proxy_traces_each_request_with_its_calls_nested(make_proxy, stream):
+    """Wired through the app: one SERVER span per request, the classifier and upstream calls under it."""
+    exporter = InMemorySpanExporter()
+    proxy = make_proxy({"audit_content": "none"}, proxy_extra={"tracing": {"enabled": True}}, span_exporter=exporter,
+                       server_cfg={"client_keys_env": "KEYS"}, env={"KEYS": "k-secret"})
+    proxy.classifier.rules = [Rule("forbidden words", 2)]
+    client = proxy.client.with_options(api_key="k-secret")
+    answer = client.chat.completions.create(model="test-model", messages=user("hello there"), stream=stream)
+    if stream:
+        list(answer)
+    with pytest.raises(Exception):  # noqa: B017 - blocked: the SDK raises, the trace says why
+        client.chat.completions.create(model="test-model", messages=user("forbidden words"))
+    proxy.wait_audit(2)
+    deadline = time.monotonic() + 5
+    while len([s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]) < 2 \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    spans = exporter.get_finished_spans()
+    servers = sorted((s for s in spans if s.kind is SpanKind.SERVER), key=lambda s: s.start_time)
+    assert [s.attributes["guardrail.decision"] for s in servers] == ["allow", "block"]
+    allowed, blocked = servers
+    assert allowed.name == "POST chat" and allowed.attributes["guardrail.route"] == "main"
+    assert allowed.attributes["guardrail.client"].startswith("key-")
+    children = [s for s in spans if s.parent is not None and s.parent.span_id == allowed.context.span_id]
+    kinds = sorted(s.attributes.get("guardrail.classifier.name", "upstream") for s in children)
+    assert kinds == ["default", "default", "upstream"]  # input check, output check, the model call
+    assert all(s.context.trace_id == allowed.context.trace_id for s in children)
+    assert blocked.attributes["guardrail.policies.violated"] == ("violence",)
+    for span in spans:
+        for value in span.attributes.values():
+            assert "hello there" not in str(value) and "k-secret" not in str(value)

@@ -1,0 +1,124 @@
+"""One generation of served config: the loaded config and everything built from it (classifier and upstream
+clients with their pools, the checker, the client keys).
+
+A request takes the current generation when it starts and keeps it to its end (a stream's last event), so a
+config reload (reload.py) never changes the rules under a request in flight. A generation that was replaced
+closes its clients once its last request has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from .auth import ClientTable, load_clients
+from .classifier import Classifier
+from .classifier_factory import build_classifier
+from .loader import LoadedConfig
+from .pipeline import Checker, OnOutcome
+from .settings import Settings
+from .tracing import Tracing
+from .upstream import Upstream, build_upstream
+from .verdict_cache import CachingClassifier
+
+
+@dataclass
+class Served:
+    config: LoadedConfig
+    settings: Settings
+    classifiers: dict[str, Classifier]
+    upstreams: dict[str, Upstream]
+    checker: Checker
+    clients: ClientTable | None
+    generation: int = 0
+    users: int = field(default=0, repr=False)  # requests in flight on this generation
+    retired: bool = field(default=False, repr=False)
+    closed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    closing: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, config: LoadedConfig, settings: Settings, on_outcome: OnOutcome,
+              tracing: Tracing | None = None, generation: int = 0) -> Served:
+        """Everything a generation needs. Raises ConfigError (a missing key variable, say) before any client is
+        built, so a failed build leaves nothing to close."""
+        proxy = config.proxy
+        clients = load_clients(proxy, config.routes, settings, str(config.path))
+        used_upstreams = {r.upstream for r in config.routes}
+        classifiers: dict[str, Classifier] = {}
+        for name, cfg in proxy.classifiers.items():
+            client = build_classifier(cfg, settings.secret(cfg.api_key_env))
+            client = CachingClassifier(client, cfg.cache_entries) if cfg.cache_entries else client
+            # Traced outside the cache, so a cached answer shows in the trace as one.
+            classifiers[name] = tracing.classifier(client, name, cfg) if tracing else client
+        upstreams: dict[str, Upstream] = {}
+        for name, up_cfg in proxy.upstreams.items():
+            if name in used_upstreams:
+                upstream = build_upstream(up_cfg, settings.secret(up_cfg.api_key_env))
+                upstreams[name] = tracing.upstream(upstream, name, up_cfg) if tracing else upstream
+        checker = Checker(classifiers, config.policies, on_outcome=on_outcome,
+                          max_chars={name: cfg.max_input_chars for name, cfg in proxy.classifiers.items()},
+                          capacity={name: cfg.max_concurrency + cfg.max_queue
+                                    for name, cfg in proxy.classifiers.items()})
+        return cls(config, settings, classifiers, upstreams, checker, clients, generation)
+
+    def acquire(self) -> Served:
+        self.users += 1
+        return self
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.retired and self.users == 0:
+            self.closing = asyncio.get_running_loop().create_task(self.close())
+
+    async def retire(self) -> None:
+        """Replaced by a newer generation: close now if idle, else when the last request ends."""
+        self.retired = True
+        if self.users == 0:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the clients (once). A retired generation's last request ends in a hook that cannot wait, so
+        that close runs as a task; the app's own close waits for it."""
+        if self.closed.is_set():
+            if self.closing is not None and self.closing is not asyncio.current_task():
+                await self.closing
+            return
+        self.closed.set()
+        await asyncio.gather(*(c.aclose() for c in self.classifiers.values()),
+                             *(u.aclose() for u in self.upstreams.values()), return_exceptions=True)
+
+    def missing_secrets(self) -> dict[str, str]:
+        proxy = self.config.proxy
+        found: dict[str, str] = {}
+        used = {r.classifier for r in self.config.routes}
+        named = [(f"classifier:{n}", proxy.classifiers[n].api_key_env) for n in sorted(used)]
+        named += [(f"upstream:{n}", proxy.upstreams[n].api_key_env) for n in self.upstreams]
+        for name, env in named:
+            if env and self.settings.secret(env) is None:
+                found[name] = f"environment variable {env} is not set"
+        return found
+
+    async def readiness(self) -> dict[str, str]:
+        """Per dependency, "ok" or the problem: every classifier a route uses and every upstream that can be
+        probed must answer, with its API key present."""
+        used = sorted({r.classifier for r in self.config.routes})
+        names = [f"classifier:{n}" for n in used] + [f"upstream:{n}" for n in self.upstreams]
+        probes = [self.classifiers[n].ping() for n in used] + [u.ping() for u in self.upstreams.values()]
+        results = await asyncio.gather(*probes)
+        checks = {name: (problem or "ok") for name, problem in zip(names, results, strict=True)}
+        for name, problem in self.missing_secrets().items():
+            checks[name] = problem if checks[name] == "ok" else f"{checks[name]}; {problem}"
+        return checks
+
+    def load(self) -> dict[str, tuple[int, int]]:
+        """Per classifier: (calls in flight, calls queued behind its concurrency limit), for /metrics."""
+        return {name: classifier_load(c) for name, c in self.classifiers.items()}
+
+
+def classifier_load(classifier: object) -> tuple[int, int]:
+    """What RetryingClassifier.load says, through the cache and tracing wrappers (each holds `inner`)."""
+    while not hasattr(classifier, "load") and hasattr(classifier, "inner"):
+        classifier = classifier.inner
+    load = getattr(classifier, "load", None)
+    return load() if callable(load) else (0, 0)
+

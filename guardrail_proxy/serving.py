@@ -1,0 +1,111 @@
+"""`guardrail-proxy serve`: the listeners and the process signals.
+
+- SIGHUP re-reads the config and policies (Runtime.reload): applied whole, or refused whole with the old
+  config still serving.
+- SIGTERM (or SIGINT) drains: /readyz answers 503 at once while requests are still served for
+  `server.drain_s`, so load balancers stop sending; then the listeners close and requests and streams in
+  flight get `server.shutdown_timeout_s` to finish; then the app closes, which commits every audit record
+  still queued. A second SIGTERM skips the rest of the drain; a third stops without waiting.
+- With `server.ops_port`, a second listener serves the operator endpoints (ops.py). It closes last, so the
+  503 stays visible to probes until the main listener is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.applications import Starlette
+
+from .config import ServerConfig
+from .ops import OpsListener
+from .runtime import Runtime
+
+log = logging.getLogger("guardrail_proxy")
+
+
+class Listener(uvicorn.Server):
+    """A uvicorn server that leaves the process signals to `Serving`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Serving:
+    def __init__(self, app: Starlette, server: ServerConfig, host: str, port: int) -> None:
+        self.app, self.server = app, server
+        self.main = Listener(uvicorn.Config(app, host=host, port=port, lifespan="on", log_level=server.log_level,
+                                            access_log=False,
+                                            timeout_graceful_shutdown=math.ceil(server.shutdown_timeout_s)))
+        self.ops = None if server.ops_port is None else Listener(uvicorn.Config(
+            OpsListener(app), host=server.ops_host or host, port=server.ops_port, lifespan="off",
+            log_level=server.log_level, access_log=False))
+        self.terms = 0
+        self.drain: asyncio.Task[None] | None = None
+        self.reloads: set[asyncio.Task[object]] = set()
+
+    def run(self) -> int:
+        asyncio.run(self.serve())
+        return 0
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.on_term)
+        loop.add_signal_handler(signal.SIGHUP, self.on_hup)
+        try:
+            main = asyncio.create_task(self.main.serve())
+            if self.ops is not None:
+                while not self.main.started and not main.done():
+                    await asyncio.sleep(0.05)
+                ops = asyncio.create_task(self.ops.serve())
+                await main
+                self.ops.should_exit = True
+                await ops
+            else:
+                await main
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    def runtime(self) -> Runtime | None:
+        runtime: Runtime | None = getattr(self.app.state, "runtime", None)
+        return runtime
+
+    def on_term(self) -> None:
+        self.terms += 1
+        runtime = self.runtime()
+        if self.terms == 1:
+            if runtime is not None:
+                runtime.draining = True
+            log.info("shutting down: /readyz answers 503; serving for %.1fs more, then finishing requests in flight "
+                     "(up to %.0fs)", self.server.drain_s, self.server.shutdown_timeout_s)
+            self.drain = asyncio.get_running_loop().create_task(self.stop_after(self.server.drain_s))
+        elif self.terms == 2:
+            log.info("second signal: closing the listeners now")
+            self.main.should_exit = True
+        else:
+            log.warning("third signal: stopping without waiting for requests in flight")
+            self.main.should_exit = self.main.force_exit = True
+            if self.ops is not None:
+                self.ops.should_exit = self.ops.force_exit = True
+
+    async def stop_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.main.should_exit = True
+
+    def on_hup(self) -> None:
+        runtime = self.runtime()
+        if runtime is None:
+            log.warning("SIGHUP before the proxy started: ignored")
+            return
+        log.info("SIGHUP: reloading %s", runtime.config.path)
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(runtime.reload())
+        self.reloads.add(task)
+        task.add_done_callback(self.reloads.discard)
