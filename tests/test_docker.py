@@ -26,6 +26,7 @@ K8S = DOCKER / "k8s"
 APP_CONFIG = "/app/config"
 CONFIG_PATH = "/app/config/proxy.yaml"
 PORT = 8080
+OPS_PORT = 9090
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -339,10 +340,12 @@ def test_deployment_probes_security_and_secret(deployment: dict[str, Any]) -> No
     assert proxy["resources"]["requests"] and proxy["resources"]["limits"]
 
     ports = {p["name"]: p["containerPort"] for p in proxy["ports"]}
-    assert ports == {"http": PORT}
+    assert ports == {"http": PORT, "ops": OPS_PORT}
     readiness, liveness = proxy["readinessProbe"]["httpGet"], proxy["livenessProbe"]["httpGet"]
     assert readiness["path"] == "/readyz" and liveness["path"] == "/healthz"
-    assert readiness["port"] in ("http", PORT) and liveness["port"] in ("http", PORT)
+    assert readiness["port"] in ("ops", OPS_PORT) and liveness["port"] in ("http", PORT)
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(OPS_PORT)
 
     secret = env_of(proxy)["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"]
     assert secret["name"] and secret["key"] == "OPENAI_API_KEY"
@@ -358,6 +361,7 @@ def test_service_selects_the_deployment(deployment: dict[str, Any]) -> None:
     names = {p["name"] for p in proxy["ports"]}
     for port in service["spec"]["ports"]:
         assert port["targetPort"] in names or port["targetPort"] == PORT
+        assert port["targetPort"] not in ("ops", OPS_PORT), "the operator endpoints stay off the Service"
 
 
 def test_deployment_config_loads_and_probes_are_app_routes(tmp_path: Path, deployment: dict[str, Any],
@@ -366,7 +370,9 @@ def test_deployment_config_loads_and_probes_are_app_routes(tmp_path: Path, deplo
     proxy = container(pod, "proxy")
     app = mirror_app(tmp_path)
     config = load_config(write_configmap_mount(app, configmap, config_volume(pod, proxy)))
-    assert config.proxy.server.port == PORT
+    assert config.proxy.server.port == PORT and config.proxy.server.ops_port == OPS_PORT
+    server = config.proxy.server  # the pod outlives the drain and the shutdown deadline
+    assert pod["terminationGracePeriodSeconds"] > server.drain_s + server.shutdown_timeout_s
     assert {r.name for r in config.routes} == {"default"}
     secrets = {u.api_key_env for u in config.proxy.upstreams.values()} - {None}
     assert secrets <= set(env_of(proxy))
