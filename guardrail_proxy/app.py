@@ -14,14 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .auth import identify
-from .errors import GuardrailProxyError, GuardrailUnavailable, UnknownRoute, error_body
+from .auth import check_route, identify
+from .errors import GuardrailProxyError, GuardrailUnavailable, error_body
 from .flow import CHAT_COMPLETIONS, GUARDRAIL_CHECK, MODERATIONS, Flow, Stage, run
 from .guard import Reply, StreamReply
 from .litellm_guardrail import LITELLM_GUARDRAIL
 from .loader import LoadedConfig
 from .ops import check_ops
-from .routing import exposed_models
+from .routing import exposed_models, named_route
 from .runtime import Runtime
 from .settings import Settings
 from .sse_response import EventStreamResponse
@@ -73,8 +73,9 @@ async def list_models(request: Request) -> Response:
     served = runtime_of(request).served
     client = identify(request.headers.get("authorization"), served.clients)
     only = request.path_params.get("route")
-    if only is not None and served.config.route(only) is None:
-        raise UnknownRoute(f"unknown route '{only}' in the path (/r/<route>/v1/...)")
+    if only is not None:
+        named_route(served.config.routes, only, "the path (/r/<route>/v1/...)")
+        check_route(client, only)
     data = [{"id": model, "object": "model", "created": 0, "owned_by": f"guardrail-proxy:{route}"}
             for model, route in exposed_models(served.config.routes, client, only)]
     return JSONResponse({"object": "list", "data": data})
@@ -156,6 +157,7 @@ def create_app(config: LoadedConfig, settings: Settings | None = None,
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = Runtime.build(config, settings, span_exporter)
         await runtime.start()
+        runtime.draining = bool(getattr(app.state, "draining", False))  # SIGTERM during start-up (serving.py)
         app.state.runtime = runtime
         try:
             yield

@@ -51,6 +51,12 @@ class ServerConfig(Frozen):
     shutdown_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="then: seconds requests and streams in flight get to finish")
 
+    @model_validator(mode="after")
+    def _ops_port_apart(self) -> ServerConfig:
+        if self.ops_port is not None and self.ops_port != 0 and self.ops_port == self.port:
+            raise ValueError("ops_port must differ from port")
+        return self
+
 
 class ClassifierConfig(Frozen):
     base_url: str = Field(description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")

@@ -76,13 +76,14 @@ class Flow:
     def start(cls, http: Request, runtime: Runtime, endpoint: str) -> Flow:
         # The record exists from the first stage, so a request refused before routing (401, 413, 400, 404)
         # is audited and counted like any other; route and model are filled in as they become known.
-        flow = cls(http, runtime, runtime.enter(), AuditRecord(secrets.token_hex(8), route="", model=""), endpoint)
+        trace = span = None
         if runtime.tracing is not None:
             # The request's span is current from here to the end hooks (a stream's end), so the classifier and
-            # upstream calls nest in it.
-            flow.trace = runtime.tracing.request(f"{http.method} {endpoint}", http.method, http.url.path,
-                                                 http.headers)
-            flow.span = flow.trace.__enter__()
+            # upstream calls nest in it. Opened first: nothing after `enter` may fail before the end hooks.
+            trace = runtime.tracing.request(f"{http.method} {endpoint}", http.method, http.url.path, http.headers)
+            span = trace.__enter__()
+        flow = cls(http, runtime, runtime.enter(), AuditRecord(secrets.token_hex(8), route="", model=""), endpoint,
+                   trace=trace, span=span)
         http.state.request_id = flow.request_id  # the error handlers echo it in x-guardrail-request-id
         return flow
 
@@ -101,7 +102,7 @@ class Flow:
         record = self.record
         record.timing.total_s = record.timing.since_arrival()
         self.runtime.leave(self.served)
-        self.runtime.metrics.record_request(self.endpoint, record)
+        self.runtime.metrics.record_request(self.endpoint, record, self.served.config.policies)
         if self.trace is not None and self.span is not None:
             self.span.finish(record)
             self.trace.__exit__(None, None, None)

@@ -10,7 +10,7 @@ requests in flight and, per classifier, the calls in flight and queued. Client k
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .decisions import CheckFailure, CheckOutcome, Decision, Verdict
+from .policies import Policy
 
 if TYPE_CHECKING:
     from .audit import AuditRecord
@@ -86,13 +87,13 @@ class Metrics:
         elif outcome.latency_ms:
             self.classifier_seconds.labels(outcome.policy_id, outcome.kind).observe(outcome.latency_ms / 1000)
 
-    def record_request(self, endpoint: str, record: AuditRecord) -> None:
+    def record_request(self, endpoint: str, record: AuditRecord, policies: Mapping[str, Policy]) -> None:
         route = record.route or "none"
         self.requests.labels(endpoint, route, record.client or "none", str(record.status), record.decision).inc()
         for decision in record.decisions:
             for outcome in decision.outcomes:
                 error = outcome.kind if isinstance(outcome, CheckFailure) else ""
-                self.checks.labels(route, decision.phase, outcome.policy_id, label_of(outcome),
+                self.checks.labels(route, decision.phase, outcome.policy_id, label_of(outcome, policies),
                                    action_of(decision, outcome), outcome_kind(decision, outcome), error).inc()
         timing = record.timing
         if timing.first_event_s is not None:
@@ -114,8 +115,15 @@ class Metrics:
         return generate_latest(self.registry).decode()
 
 
-def label_of(outcome: CheckOutcome) -> str:
-    return (outcome.label or "") if isinstance(outcome, Verdict) else ""
+def label_of(outcome: CheckOutcome, policies: Mapping[str, Policy]) -> str:
+    """A label the policy defines, else the verdict as 0/1: a JSON policy's category is the classifier's own free
+    text, which a prompt aimed at the classifier could fill with anything, so it never becomes a label. Pure."""
+    if not isinstance(outcome, Verdict):
+        return ""
+    policy = policies.get(outcome.policy_id)
+    if policy is not None and outcome.label in policy.labels:
+        return outcome.label
+    return "1" if outcome.violation else "0"
 
 
 def action_of(decision: Decision, outcome: CheckOutcome) -> str:

@@ -6,6 +6,7 @@ lifespan, closed when it ends.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,13 +20,20 @@ from .ops import ops_key
 from .rate_limit import RateLimiter
 from .reload import ReloadResult, changes, needs_restart
 from .served import Served
-from .settings import Settings
+from .settings import Settings, prepare_litellm_import
 from .tracing import Tracing
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger("guardrail_proxy")
+
+
+def warm_imports(config: LoadedConfig) -> None:
+    """Import what building the config's upstreams will import, so that a reload does not stall the event loop."""
+    if any(u.provider == "litellm" for u in config.proxy.upstreams.values()):
+        prepare_litellm_import()
+        importlib.import_module("litellm")
 
 
 def policy_texts(config: LoadedConfig) -> list[tuple[str, str, str]]:
@@ -41,6 +49,7 @@ class Runtime:
     tracing: Tracing | None
     limiter: RateLimiter = field(default_factory=RateLimiter)
     draining: bool = False
+    closing: bool = False
     flying: int = 0  # requests started and not yet ended, on any generation
     retired: list[Served] = field(default_factory=list)  # replaced generations with requests still in flight
     last_reload: ReloadResult | None = None
@@ -85,7 +94,9 @@ class Runtime:
         self.metrics.set_generation(self.served.generation, ok=True)
 
     async def close(self) -> None:
-        await asyncio.gather(*(s.close() for s in (*self.retired, self.served)))
+        self.closing = True
+        async with self.reloading:  # a reload under way finishes (or fails) first; later ones are refused
+            await asyncio.gather(*(s.close() for s in (*self.retired, self.served)))
         await self.audit.close()
         if self.tracing:
             await self.tracing.aclose()
@@ -96,32 +107,39 @@ class Runtime:
         async with self.reloading:
             old = self.served
             path = str(old.config.path)
+            if self.closing:
+                return self.failed(old, path, "the proxy is shutting down")
+            served: Served | None = None
             try:
                 config = await asyncio.to_thread(load_config, path)
                 refused = needs_restart(old.config.proxy, config.proxy)
                 if refused:
                     raise ConfigError(path, refused[0], "changed, and takes effect only after a restart; "
                                                         "the edit was not applied")
+                await asyncio.to_thread(warm_imports, config)  # litellm's ~2 s import, off the event loop
                 served = Served.build(config, self.settings, self.metrics.record_check, self.tracing,
-                                      old.generation + 1)
-            except ConfigError as exc:
-                result = ReloadResult(False, old.generation, path, error=exc.message)
-                log.error("config reload failed; still serving generation %d: %s", old.generation, exc.message)
-                return self.reloaded(result)
-            try:
-                await self.audit.add_policies(policy_texts(config))
-            except Exception as exc:  # the store is down: records would name digests it has no text for
-                await served.close()
-                result = ReloadResult(False, old.generation, path, error=f"the audit store refused the policies: "
-                                                                           f"{exc}")
-                log.error("config reload failed; still serving generation %d: %s", old.generation, result.error)
-                return self.reloaded(result)
+                                      old.generation + 1, previous=old)
+                try:
+                    await self.audit.add_policies(policy_texts(config))
+                except Exception as exc:  # the store is down: records would name digests it has no text for
+                    raise ConfigError(path, "", f"the audit store refused the policies: {exc}") from None
+            except BaseException as exc:
+                if served is not None:
+                    await served.close()
+                if not isinstance(exc, Exception):
+                    raise  # cancelled (shutdown): nothing was swapped
+                return self.failed(old, path, exc.message if isinstance(exc, ConfigError)
+                                   else f"{type(exc).__name__}: {exc}")
             self.served = served
             self.retired = [s for s in self.retired if not s.closed.is_set()] + [old]
             await old.retire()
             result = ReloadResult(True, served.generation, path, changed=changes(old.config, config))
             log.info("config reloaded: generation %d (%s)", served.generation, "; ".join(result.changed) or "no change")
             return self.reloaded(result)
+
+    def failed(self, old: Served, path: str, error: str) -> ReloadResult:
+        log.error("config reload failed; still serving generation %d: %s", old.generation, error)
+        return self.reloaded(ReloadResult(False, old.generation, path, error=error))
 
     def reloaded(self, result: ReloadResult) -> ReloadResult:
         self.last_reload = result
@@ -131,7 +149,11 @@ class Runtime:
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """(ready, per-dependency status). Not ready while draining for shutdown, whatever else holds."""
-        checks = await self.served.readiness()
+        served = self.served.acquire()  # a reload must not close the clients being probed
+        try:
+            checks = await served.readiness()
+        finally:
+            served.release()
         checks["audit"] = self.audit.problem() or "ok"
         if self.draining:
             checks["shutdown"] = "draining: finishing requests in flight before the process exits"

@@ -9,11 +9,13 @@ closes its clients once its last request has finished.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from .auth import ClientTable, load_clients
-from .classifier import Classifier
+from .classifier import Classification, Classifier
 from .classifier_factory import build_classifier
+from .config import ClassifierConfig
 from .loader import LoadedConfig
 from .pipeline import Checker, OnOutcome
 from .settings import Settings
@@ -38,7 +40,7 @@ class Served:
 
     @classmethod
     def build(cls, config: LoadedConfig, settings: Settings, on_outcome: OnOutcome,
-              tracing: Tracing | None = None, generation: int = 0) -> Served:
+              tracing: Tracing | None = None, generation: int = 0, previous: Served | None = None) -> Served:
         """Everything a generation needs. Raises ConfigError (a missing key variable, say) before any client is
         built, so a failed build leaves nothing to close."""
         proxy = config.proxy
@@ -47,7 +49,11 @@ class Served:
         classifiers: dict[str, Classifier] = {}
         for name, cfg in proxy.classifiers.items():
             client = build_classifier(cfg, settings.secret(cfg.api_key_env))
-            client = CachingClassifier(client, cfg.cache_entries) if cfg.cache_entries else client
+            if cfg.cache_entries:
+                # A reload keeps the answers of a classifier whose settings did not change (the key holds the
+                # policy's digest, so an edited policy is asked again), rather than send a burst of repeat calls.
+                kept = previous.cache_of(name, cfg) if previous is not None else None
+                client = CachingClassifier(client, cfg.cache_entries, kept)
             # Traced outside the cache, so a cached answer shows in the trace as one.
             classifiers[name] = tracing.classifier(client, name, cfg) if tracing else client
         upstreams: dict[str, Upstream] = {}
@@ -60,6 +66,14 @@ class Served:
                           capacity={name: cfg.max_concurrency + cfg.max_queue
                                     for name, cfg in proxy.classifiers.items()})
         return cls(config, settings, classifiers, upstreams, checker, clients, generation)
+
+    def cache_of(self, name: str, cfg: ClassifierConfig) -> OrderedDict[tuple[str, str], Classification] | None:
+        if self.config.proxy.classifiers.get(name) != cfg:
+            return None
+        inner: object = self.classifiers.get(name)
+        while not isinstance(inner, CachingClassifier) and hasattr(inner, "inner"):
+            inner = inner.inner
+        return inner.entries if isinstance(inner, CachingClassifier) else None
 
     def acquire(self) -> Served:
         self.users += 1

@@ -82,6 +82,7 @@ class Serving:
         self.terms += 1
         runtime = self.runtime()
         if self.terms == 1:
+            self.app.state.draining = True  # the lifespan reads it too, for a signal that beats the start-up
             if runtime is not None:
                 runtime.draining = True
             log.info("shutting down: /readyz answers 503; serving for %.1fs more, then finishing requests in flight "

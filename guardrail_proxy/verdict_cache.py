@@ -17,10 +17,12 @@ from .policies import Policy
 
 
 class CachingClassifier:
-    def __init__(self, inner: Classifier, max_entries: int) -> None:
+    def __init__(self, inner: Classifier, max_entries: int,
+                 entries: OrderedDict[tuple[str, str], Classification] | None = None) -> None:
         self.inner = inner
         self.max_entries = max_entries
-        self.entries: OrderedDict[tuple[str, str], Classification] = OrderedDict()
+        # `entries` shares a previous config generation's answers (served.py): same classifier, same settings.
+        self.entries: OrderedDict[tuple[str, str], Classification] = entries if entries is not None else OrderedDict()
         self.hits = 0
         self.misses = 0
 

@@ -409,7 +409,11 @@ def test_sidecar_points_the_app_at_the_proxy(tmp_path: Path, configmap: dict[str
     root.mkdir()
     config = load_config(write_configmap_mount(mirror_app(root), configmap, config_volume(pod, sidecar)))
     paths = app_paths(config)
-    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+    # /readyz lives on the ops port when the config sets one (ops.py); /healthz answers on both.
+    assert config.proxy.server.ops_port == OPS_PORT
+    for probe, path, port in (("readinessProbe", "/readyz", OPS_PORT), ("livenessProbe", "/healthz", PORT)):
         command = urls_in(sidecar[probe]["exec"]["command"])
-        assert f"http://127.0.0.1:{PORT}{path}" in command
+        assert f"http://127.0.0.1:{port}{path}" in command
         assert path in paths
+    server = config.proxy.server
+    assert pod["terminationGracePeriodSeconds"] > server.drain_s + server.shutdown_timeout_s

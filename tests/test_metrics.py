@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from conftest import metric
+from conftest import JSON_POLICY, VIOLENCE_POLICY, metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from guardrail_proxy.audit import AuditRecord
 from guardrail_proxy.config import Action
 from guardrail_proxy.decisions import CheckFailure, Decision, Outcome, Triggered, Verdict
-from guardrail_proxy.metrics import Metrics, outcome_kind
+from guardrail_proxy.metrics import Metrics, label_of, outcome_kind
+from guardrail_proxy.policies import parse_policy
 
-VIOLATION = Verdict("p", "d", "input", True, 2, "X2", latency_ms=250.0)
-PASS = Verdict("p", "d", "input", False, 0, "X0", cached=True)
+POLICIES = {"p": parse_policy(VIOLENCE_POLICY.replace("id: violence", "id: p"), "p.md"),
+            "spam": parse_policy(JSON_POLICY, "spam.md")}
+VIOLATION = Verdict("p", "d", "input", True, 2, "TV2", latency_ms=250.0)
+PASS = Verdict("p", "d", "input", False, 0, "TV0", cached=True)
 TIMEOUT = CheckFailure("p", "d", "output", "timeout", 'slow "x"', latency_ms=2000.0)
 OVERLOAD = CheckFailure("p", "d", "output", "overload", "queue full")
 
@@ -26,6 +29,18 @@ OVERLOAD = CheckFailure("p", "d", "output", "overload", "queue full")
 ])
 def test_outcome_kind(outcome, decision_outcome, failures, kind):
     assert outcome_kind(Decision("input", decision_outcome, (outcome,), (), failures), outcome) == kind
+
+
+@pytest.mark.parametrize(("outcome", "label"), [
+    (VIOLATION, "TV2"),                                                    # a label the policy defines
+    (Verdict("p", "d", "input", True, 2, "TV9"), "1"),                     # one it does not: 0/1
+    (Verdict("spam", "d", "input", True, 1, "any text the classifier chose"), "1"),  # a JSON category
+    (Verdict("spam", "d", "input", False, 0, None), "0"),
+    (Verdict("gone", "d", "input", False, 0, "TV0"), "0"),                 # a policy no longer loaded
+    (TIMEOUT, ""),
+])
+def test_labels_are_bounded_by_the_policies(outcome, label):
+    assert label_of(outcome, POLICIES) == label
 
 
 class Load:
@@ -45,7 +60,7 @@ def test_exposition_parses_and_counts():
     triggered = Triggered(VIOLATION, Action.BLOCK, "no", "")
     record.decisions.append(Decision("input", Outcome.BLOCK, (VIOLATION,), (triggered,)))
     record.timing.upstream_s, record.timing.total_s = 0.5, 0.62
-    metrics.record_request("chat", record)
+    metrics.record_request("chat", record, POLICIES)
     text = metrics.render()
     names = {f.name for f in text_string_to_metric_families(text)}
     assert {"guardrail_requests", "guardrail_checks", "guardrail_classifier_seconds", "guardrail_added_latency_seconds",
@@ -53,7 +68,7 @@ def test_exposition_parses_and_counts():
             "guardrail_check_cache_hits", "guardrail_config_reloads"} <= names
     assert metric(text, "guardrail_requests_total", endpoint="chat", route="teen", client="teen-app", status="400",
                   decision="block") == 1
-    assert metric(text, "guardrail_checks_total", route="teen", phase="input", policy="p", label="X2", action="block",
+    assert metric(text, "guardrail_checks_total", route="teen", phase="input", policy="p", label="TV2", action="block",
                   outcome="violation") == 1
     assert metric(text, "guardrail_check_cache_hits_total", policy="p") == 1
     assert metric(text, "guardrail_classifier_seconds_count", policy="p", result="ok") == 1
@@ -69,7 +84,7 @@ def test_a_stream_counts_its_time_to_first_token_and_what_the_proxy_added():
     metrics = Metrics()
     record = AuditRecord("r2", route="teen", model="m")
     record.timing.upstream_first_s, record.timing.first_event_s = 0.2, 0.35
-    metrics.record_request("chat", record)
+    metrics.record_request("chat", record, POLICIES)
     text = metrics.render()
     assert metric(text, "guardrail_stream_ttft_seconds_sum", route="teen") == pytest.approx(0.35)
     assert metric(text, "guardrail_added_latency_seconds_sum", kind="stream_ttft") == pytest.approx(0.15)

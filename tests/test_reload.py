@@ -109,6 +109,13 @@ def test_a_request_in_flight_finishes_on_the_config_it_started_with(proxy):
     first, second = sorted(proxy.wait_audit(2), key=lambda r: r["ts"])
     assert [c["policy"] for p in first["phases"] for c in p["checks"]] == ["violence", "violence"]  # input, output
     assert {c["policy"] for p in second["phases"] for c in p["checks"]} == {"selfharm"}
+    runtime = proxy.server.server.config.app.state.runtime
+    old = runtime.retired[-1]
+    deadline = time.monotonic() + 5
+    while not old.closed.is_set() and time.monotonic() < deadline:  # its last request ended: its clients close
+        time.sleep(0.01)
+    assert old.generation == 0 and old.users == 0 and old.closed.is_set()
+    assert runtime.served.generation == 1 and not runtime.served.closed.is_set()
 
 
 def test_admin_endpoints_need_the_ops_key(proxy, make_proxy):
@@ -120,3 +127,19 @@ def test_admin_endpoints_need_the_ops_key(proxy, make_proxy):
     open_proxy = make_proxy()
     refused = httpx.post(f"{open_proxy.url}/admin/reload")
     assert refused.status_code == 403 and "ops_key_env" in refused.json()["error"]["message"]
+
+
+def test_a_reload_keeps_the_answers_of_an_unchanged_classifier(proxy):
+    proxy.client.chat.completions.create(model="test-model", messages=user("hello"))
+    asked = len(proxy.classifier.requests)
+    assert reload(proxy).json()["changed"] == []  # nothing edited: a new generation all the same
+    proxy.client.chat.completions.create(model="test-model", messages=user("hello"))
+    assert len(proxy.classifier.requests) == asked  # answered from the kept cache
+    path = proxy.audit_path.parent / "proxy.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["classifiers"]["default"]["reasoning_effort"] = "high"  # another way of reading: ask again
+    path.write_text(yaml.safe_dump(config))
+    assert reload(proxy).status_code == 200
+    proxy.client.chat.completions.create(model="test-model", messages=user("hello"))
+    assert len(proxy.classifier.requests) > asked
+    assert proxy.classifier.requests[-1]["reasoning_effort"] == "high"

@@ -133,3 +133,11 @@ def test_the_ops_port_serves_the_operator_endpoints_only(served):
     assert httpx.get(f"{ops}/readyz", headers=OPS).status_code == 200
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0
+
+
+def test_the_ops_port_must_differ_from_the_main_port():
+    from guardrail_proxy.config import ServerConfig
+
+    with pytest.raises(ValueError, match="ops_port must differ from port"):
+        ServerConfig(port=8080, ops_port=8080)
+    assert ServerConfig(port=0, ops_port=0).ops_port == 0  # both picked free by the OS

@@ -84,6 +84,8 @@ def test_the_other_endpoints_follow_the_same_rules(proxy):
     assert check.status_code == 403 and check.json()["error"]["code"] == "route_not_allowed"
     assert [m.id for m in sdk(proxy, "k-main").models.list()] == ["test-model"]
     assert [m.id for m in sdk(proxy, "k-all", "/r/second/v1").models.list()] == ["other-model"]
+    with pytest.raises(openai.PermissionDeniedError):
+        sdk(proxy, "k-main", "/r/second/v1").models.list()
 
 
 def test_unknown_route_in_the_path(proxy):
