@@ -474,3 +474,33 @@ def test_the_proxy_traces_each_request_with_its_calls_nested(make_proxy, stream)
     for span in spans:
         for value in span.attributes.values():
             assert "hello there" not in str(value) and "k-secret" not in str(value)
+
+
+def test_spans_reach_an_otlp_http_collector(make_proxy):
+    """No test exporter: the proxy's own OTLP/HTTP exporter posts protobuf to a collector on 127.0.0.1; the
+    batch still queued is sent when the app closes."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from guardrail_proxy.standins.server import ServerThread
+
+    received: list[ExportTraceServiceRequest] = []
+
+    async def traces(request: Request) -> Response:
+        received.append(ExportTraceServiceRequest.FromString(await request.body()))
+        return Response(b"", media_type="application/x-protobuf")
+
+    with ServerThread(Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])) as collector:
+        proxy = make_proxy(proxy_extra={"tracing": {"enabled": True, "endpoint": f"{collector.url}/v1/traces",
+                                                    "service_name": "proxy-under-test"}})
+        proxy.client.chat.completions.create(model="test-model", messages=user("hello"))
+        proxy.server.stop()  # the lifespan closes the tracer, which flushes the batch
+        spans = [s for r in received for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        services = {a.value.string_value for r in received for rs in r.resource_spans
+                    for a in rs.resource.attributes if a.key == "service.name"}
+    assert services == {"proxy-under-test"}
+    assert sorted(s.name for s in spans) == ["POST chat", "chat openai/gpt-oss-safeguard-20b",
+                                            "chat openai/gpt-oss-safeguard-20b", "chat stand-in-chat"]
