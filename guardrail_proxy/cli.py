@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from .ops import ops_key
 from .serving import Serving
 from .settings import Settings
 from .tools_cli import register as register_check
-from .tracing import Tracing
+from .tracing import require_sdk
 
 Command = Callable[[argparse.Namespace, Settings], int]
 HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
@@ -35,9 +34,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # A named but unset key variable stops start-up here, with exit 2, before anything listens.
     load_clients(config.proxy, config.routes, settings, str(config.path))
     ops_key(server, settings, str(config.path))
-    tracing = Tracing.build(config.proxy.tracing, str(config.path))  # the otel extra missing: exit 2, not a traceback
-    if tracing is not None:
-        asyncio.run(tracing.aclose())
+    require_sdk(config.proxy.tracing, str(config.path))  # the otel extra missing: exit 2, not a traceback
     logging.basicConfig(level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if server.log_level != "debug":
         # The HTTP clients under the openai SDK (httpx2 in openai 3.x) log every request at INFO: one line

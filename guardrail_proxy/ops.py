@@ -10,11 +10,12 @@ ids and client names, so they can be moved to a port of their own and put behind
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import MutableMapping
 from typing import Any
 
 from .config import ServerConfig
-from .errors import ConfigError, RouteForbidden, Unauthorized, UnknownRoute
+from .errors import ConfigError, RouteForbidden, Unauthorized, UnknownRoute, error_body
 from .settings import Settings
 
 LISTENER = "guardrail.listener"  # the ASGI scope key the ops listener sets
@@ -63,8 +64,8 @@ class OpsListener:
         if scope["type"] == "http":
             scope = {**scope, LISTENER: "ops"}
             if not is_ops_path(scope["path"]):
-                body = b'{"error":{"message":"the ops port serves /metrics, /readyz, /healthz and /admin/* only",' \
-                       b'"type":"invalid_request_error","param":null,"code":"not_found"}}'
+                body = json.dumps(error_body("the ops port serves /metrics, /readyz, /healthz and /admin/* only",
+                                             "invalid_request_error", "not_found")).encode()
                 await send({"type": "http.response.start", "status": 404,
                             "headers": [(b"content-type", b"application/json")]})
                 await send({"type": "http.response.body", "body": body})

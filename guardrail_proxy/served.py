@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .auth import ClientTable, load_clients
@@ -70,10 +71,8 @@ class Served:
     def cache_of(self, name: str, cfg: ClassifierConfig) -> OrderedDict[tuple[str, str], Classification] | None:
         if self.config.proxy.classifiers.get(name) != cfg:
             return None
-        inner: object = self.classifiers.get(name)
-        while not isinstance(inner, CachingClassifier) and hasattr(inner, "inner"):
-            inner = inner.inner
-        return inner.entries if isinstance(inner, CachingClassifier) else None
+        cache = next((c for c in wrapped(self.classifiers.get(name)) if isinstance(c, CachingClassifier)), None)
+        return cache.entries if cache is not None else None
 
     def acquire(self) -> Served:
         self.users += 1
@@ -129,10 +128,19 @@ class Served:
         return {name: classifier_load(c) for name, c in self.classifiers.items()}
 
 
+def wrapped(classifier: object) -> Iterator[object]:
+    """A classifier and each one it wraps, outermost first (the cache and tracing wrappers hold theirs as `inner`)."""
+    while classifier is not None:
+        yield classifier
+        classifier = getattr(classifier, "inner", None)
+
+
 def classifier_load(classifier: object) -> tuple[int, int]:
-    """What RetryingClassifier.load says, through the cache and tracing wrappers (each holds `inner`)."""
-    while not hasattr(classifier, "load") and hasattr(classifier, "inner"):
-        classifier = classifier.inner
-    load = getattr(classifier, "load", None)
-    return load() if callable(load) else (0, 0)
+    """What RetryingClassifier.load says, through the wrappers."""
+    for layer in wrapped(classifier):
+        load = getattr(layer, "load", None)
+        if callable(load):
+            counts: tuple[int, int] = load()
+            return counts
+    return 0, 0
 

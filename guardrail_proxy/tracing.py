@@ -11,6 +11,7 @@ leads there. opentelemetry is imported only when tracing is on, and each app get
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 import traceback
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
@@ -67,16 +68,13 @@ class Tracing:
         """None when tracing is off. `exporter` (tests) replaces OTLP/HTTP and gets each span as it ends."""
         if not cfg.enabled:
             return None
-        try:
-            from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-            from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-            if exporter is None:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        except ImportError as exc:
-            raise ConfigError(source, "tracing.enabled", f"traces need the OpenTelemetry extra ({exc.name} is not "
-                                                         "installed): pip install 'guardrail-proxy[otel]'") from None
+        require_sdk(cfg, source)
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
         provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(cfg.sample_ratio)),
                                   resource=Resource.create({"service.name": cfg.service_name}),
                                   shutdown_on_exit=False)  # aclose shuts it down: no atexit hook per app
@@ -124,6 +122,19 @@ class Tracing:
             if token is not None and running_task() is task:
                 self.detach(token)
             span.end()
+
+
+def require_sdk(cfg: TracingConfig, source: str) -> None:
+    """With tracing on, the OpenTelemetry extra must be installed: ConfigError (file, field, the pip line) if not.
+    `serve` calls it before anything listens; `Tracing.build` before it imports the SDK."""
+    if not cfg.enabled:
+        return
+    try:
+        for module in ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http.trace_exporter"):
+            importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(source, "tracing.enabled", f"traces need the OpenTelemetry extra ({exc.name} is not "
+                                                     "installed): pip install 'guardrail-proxy[otel]'") from None
 
 
 class RequestSpan:
