@@ -252,13 +252,26 @@ class OutputCheck(Frozen):
     stream_mode: Literal["window", "buffer", "post"] = Field(
         "window", description="window: release text only after a verdict covered it; buffer: hold the whole "
                               "completion; post: stream through, check at the end (annotate/log only)")
-    window_chars: int = Field(400, ge=1, description="window mode: characters per classifier call")
+    window_chars: int = Field(400, ge=1, description="window mode: characters per classifier call, once windows "
+                                                     "have grown to it")
+    first_window_chars: int = Field(
+        48, ge=1, description="window mode: characters of the first window, so the first text is released about "
+                              "one classifier latency after the model starts; each next window doubles, up to "
+                              "window_chars (a first window at least window_chars: every window is window_chars)")
     window_context_chars: int = Field(
         200, ge=0, description="window mode: characters of the previous window judged again with each window, "
                                "so a phrase split by a window boundary is judged whole")
     logprobs: Literal["strip", "check"] = Field(
         "strip", description="strip: replies carry logprobs: null (an alternative token can hold any text); "
                              "check: the tokens and top_logprobs alternatives are classified like other text")
+
+    @model_validator(mode="after")
+    def _first_window_fits(self) -> OutputCheck:
+        both = {"first_window_chars", "window_chars"} <= self.model_fields_set
+        if both and self.first_window_chars > self.window_chars:
+            raise ValueError(f"first_window_chars ({self.first_window_chars}) is larger than window_chars "
+                             f"({self.window_chars}); windows grow from the first to window_chars")
+        return self
 
 
 class RouteConfig(Frozen):

@@ -199,8 +199,9 @@ class StreamRelay:
             self.items.put_nowait(internal_failure(exc))
 
     async def _read_windows(self) -> None:
-        windower = Windower(None if self.mode in ("buffer", "post") else self.route.output.window_chars,
-                            read_logprobs=self.route.output.logprobs == "check")
+        output = self.route.output
+        windower = Windower(None if self.mode in ("buffer", "post") else output.window_chars,
+                            read_logprobs=output.logprobs == "check", first=output.first_window_chars)
         async for item in self.feed.chunks():
             if isinstance(item, GuardrailProxyError):
                 self.items.put_nowait(item)

@@ -1,8 +1,9 @@
 """What a streamed chunk adds to each destination, and the hold-back arithmetic for streamed output. Pure.
 
 Chunks are grouped into windows of whole chunks: a window closes once the text it adds, over all its
-destinations (each choice's content, refusal, reasoning, each tool call's arguments, ...), reaches
-`size` characters (None: one window for the whole stream, i.e. buffer mode). A window's chunks are
+destinations (each choice's content, refusal, reasoning, each tool call's arguments, ...), reaches its
+limit (None: one window for the whole stream, i.e. buffer mode). Limits grow: a small first window, then
+doubling up to `size` (`window_limit`). A window's chunks are
 released only after a verdict covered all of their text, so the unreviewed text held back at any moment
 is at most one window plus the chunks read while its check runs. Chunks without text (the role chunk,
 the finish chunk, the usage chunk) travel with the window they arrive in, so the finish chunk and
@@ -109,19 +110,38 @@ class Window:
         return sum(len(t) for t in self.texts.values())
 
 
+def window_limit(index: int, first: int, size: int) -> int:
+    """The size of window `index` (0-based): the first window is small, so the first text waits for little
+    more than one classifier call; each next one doubles, up to `size`, so a long reply costs only a few
+    more calls than fixed windows of `size`. Pure."""
+    if first >= size:
+        return size
+    return min(size, first << min(index, 32))
+
+
 class Windower:
-    def __init__(self, size: int | None, read_logprobs: bool = False) -> None:
-        self.limit = size
+    def __init__(self, size: int | None, read_logprobs: bool = False, first: int | None = None) -> None:
+        self.size = size
+        self.first = first if first is not None else size
+        self.closed = 0  # windows closed so far
         self.read_logprobs = read_logprobs
         self.current = Window()
         self.seen: dict[Dest, str] = {}
+
+    @property
+    def limit(self) -> int | None:
+        """The characters that close the current window (None: one window for the whole stream)."""
+        if self.size is None or self.first is None:
+            return self.size
+        return window_limit(self.closed, self.first, self.size)
 
     def add(self, chunk: ChatCompletionChunk) -> Window | None:
         """Add a chunk; return the window it closed, if any."""
         self.current.chunks.append(chunk)
         for index, text in chunk_texts(chunk, self.read_logprobs).items():
             self.current.texts[index] = self.current.texts.get(index, "") + text
-        if self.limit is not None and self.current.size >= self.limit:
+        limit = self.limit
+        if limit is not None and self.current.size >= limit:
             return self.close()
         return None
 
@@ -132,6 +152,7 @@ class Windower:
     def close(self) -> Window:
         window = self.current
         window.before = dict(self.seen)
+        self.closed += 1
         for index, text in window.texts.items():
             self.seen[index] = self.seen.get(index, "") + text
         self.current = Window()

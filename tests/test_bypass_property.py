@@ -33,7 +33,7 @@ def carrying(depth: int) -> st.SearchStrategy[Any]:
 
 PAYLOAD = st.integers(0, 3).flatmap(carrying)
 PROPERTY = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-ROUTE = {"input": {"scope": "all", "speculative": False}, "output": {"window_chars": 3}}
+ROUTE = {"input": {"scope": "all", "speculative": False}, "output": {"window_chars": 8, "first_window_chars": 2}}
 
 
 def shared(make_proxy: Any, route: dict[str, Any]) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from guardrail_proxy.windows import Windower, chunk_texts, tail
+from guardrail_proxy.windows import Windower, chunk_texts, tail, window_limit
 
 
 def chunk(content: str | None = None, finish: str | None = None, index: int = 0, **delta) -> ChatCompletionChunk:
@@ -57,6 +57,28 @@ def test_windows_are_whole_chunks(size, pieces, expected):
     if got[-1] == [] and expected[-1] != []:
         got = got[:-1]
     assert got == expected
+
+
+@pytest.mark.parametrize(("first", "size", "expected"), [
+    (48, 400, [48, 96, 192, 384, 400, 400]),
+    (1, 4, [1, 2, 4, 4, 4, 4]),
+    (400, 400, [400] * 6),
+    (500, 400, [400] * 6),  # a first window larger than the cap: fixed windows
+    (3, 10, [3, 6, 10, 10, 10, 10]),
+])
+def test_windows_grow_from_the_first_to_the_cap(first, size, expected):
+    assert [window_limit(i, first, size) for i in range(6)] == expected
+
+
+def test_window_limit_does_not_overflow_on_very_long_streams():
+    assert window_limit(10_000, 48, 400) == 400
+
+
+def test_growing_windows_close_at_each_limit():
+    windower = Windower(8, first=2)
+    closed = [w for p in "abcdefghijklmnopqrstuvwxyz" if (w := windower.add(chunk(p))) is not None]
+    assert ["".join(w.texts[(0, "content")] for _ in [0]) for w in closed] == ["ab", "cdef", "ghijklmn", "opqrstuv"]
+    assert windower.finish().texts == {(0, "content"): "wxyz"}
 
 
 def test_window_knows_the_text_before_it():
