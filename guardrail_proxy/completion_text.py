@@ -35,3 +35,11 @@ def completion_subjects(completion: ChatCompletion, chat: ChatRequest, route: Ro
     if top:
         subjects.append(Subject(Turn("assistant", top), index=OUTSIDE))
     return subjects
+
+
+def reply_texts(completion: ChatCompletion) -> list[str]:
+    """Each choice's message as a client sends it back as history (message_text), for relayed.py."""
+    return [message_text(Message.model_validate(choice.model_dump(mode="json", exclude_none=True,
+                                                                  warnings=False).get("message") or
+                                                {"role": "assistant"}))
+            for choice in completion.choices]

@@ -244,6 +244,9 @@ class InputCheck(Frozen):
         "latest", description="latest: the newest user message; all_user: every user message; all: every "
                               "message of any role (system, developer, assistant, tool), so forged turns are checked")
     context_turns: int = Field(2, ge=0, le=50, description="earlier turns shown to the classifier")
+    trust_relayed: bool = Field(
+        True, description="an assistant turn byte-identical to a reply this proxy relayed after its output check "
+                          "found nothing is not judged again by the policies that judged it (relayed.py)")
 
 
 class OutputCheck(Frozen):

@@ -16,7 +16,7 @@ from typing import Any
 from openai.types.chat import ChatCompletion
 
 from .audit import AuditRecord
-from .completion_text import completion_subjects
+from .completion_text import completion_subjects, reply_texts
 from .config import RouteConfig, UpstreamConfig
 from .decisions import Decision, Outcome
 from .pipeline import Checker
@@ -144,6 +144,8 @@ class Exchange:
                 return self.blocked_reply(decision, chat)
             if decision.outcome is Outcome.REWRITE:
                 rewrite_choices(body, decision)
+            else:  # relayed as the model wrote it: when it comes back as history, it need not be judged again
+                self.checker.relayed_clean(self.route, reply_texts(completion), [decision])
         if self.route.output.logprobs == "strip" or not self.route.output.enabled:
             strip_logprobs(body)
         return self.finish(Reply(200, body))

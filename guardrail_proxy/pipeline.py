@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .classifier import Classification, Classifier
@@ -16,6 +16,7 @@ from .config import ClassifierConfig, RouteConfig
 from .decisions import CheckFailure, CheckOutcome, Decision, Outcome, Phase, Verdict, combine
 from .errors import ClassifierError
 from .policies import Policy
+from .relayed import RelayedReplies
 from .segments import split_subject
 from .subjects import Subject, render
 
@@ -40,15 +41,24 @@ class Check:
 
 
 def plan_checks(phase: Phase, subjects: Sequence[Subject], route: RouteConfig,
-                policies: dict[str, Policy], max_chars: int = DEFAULT_MAX_CHARS) -> list[Check]:
+                policies: dict[str, Policy], max_chars: int = DEFAULT_MAX_CHARS,
+                judged: Callable[[Policy, Subject], bool] | None = None) -> list[Check]:
     """Every (policy, rendered text) pair this phase needs, in route order, a text longer than the
-    classifier's budget as overlapping segments (segments.py). Pure."""
-    pieces = [piece for subject in subjects for piece in split_subject(subject, max_chars)]
+    classifier's budget as overlapping segments (segments.py), less the (policy, subject) pairs `judged`
+    says were already judged (relayed.py). Pure."""
+    split = [(subject, split_subject(subject, max_chars)) for subject in subjects]
     return [
-        Check(policies[rule.id], render(piece), piece.index)
-        for rule in route.policies if phase in rule.phases
+        Check(policy, render(piece), piece.index)
+        for policy in (policies[rule.id] for rule in route.policies if phase in rule.phases)
+        for subject, pieces in split if judged is None or not judged(policy, subject)
         for piece in pieces
     ]
+
+
+def clean(decisions: Iterable[Decision]) -> bool:
+    """Every check ran and found nothing: no violation at any level, no failure. Pure."""
+    return all(not d.failures and all(isinstance(o, Verdict) and not o.violation for o in d.outcomes)
+               for d in decisions)
 
 
 def over_fair_share(mine: int, others: int, wanted: int, capacity: int) -> bool:
@@ -67,9 +77,10 @@ def refused(phase: Phase, kind: str, message: str) -> Decision:
 class Checker:
     def __init__(self, classifiers: dict[str, Classifier], policies: dict[str, Policy],
                  on_outcome: OnOutcome | None = None, max_chars: dict[str, int] | None = None,
-                 capacity: dict[str, int] | None = None) -> None:
+                 capacity: dict[str, int] | None = None, relayed: RelayedReplies | None = None) -> None:
         self.classifiers = classifiers
         self.policies = policies
+        self.relayed = relayed if relayed is not None else RelayedReplies()
         self.on_outcome = on_outcome or (lambda _o: None)
         self.max_chars = max_chars or {}
         self.capacity = capacity or {}
@@ -77,7 +88,7 @@ class Checker:
 
     async def check(self, phase: Phase, subjects: Sequence[Subject], route: RouteConfig) -> Decision:
         budget = self.max_chars.get(route.classifier, DEFAULT_MAX_CHARS)
-        checks = plan_checks(phase, subjects, route, self.policies, budget)
+        checks = plan_checks(phase, subjects, route, self.policies, budget, self._judged(phase, route))
         if not checks:
             return Decision(phase, Outcome.ALLOW)
         classifier = self.classifiers[route.classifier]
@@ -106,6 +117,25 @@ class Checker:
                 self.in_flight[slot] = left
             else:
                 self.in_flight.pop(slot, None)
+
+    def _judged(self, phase: Phase, route: RouteConfig) -> Callable[[Policy, Subject], bool] | None:
+        """On input, with `trust_relayed`: an assistant turn this proxy relayed, byte for byte, after the same
+        policy found nothing in it."""
+        if phase != "input" or not route.input.trust_relayed:
+            return None
+
+        def judged(policy: Policy, subject: Subject) -> bool:
+            skip = subject.target.role == "assistant" and self.relayed.judged(subject.target.text, policy.answer_key)
+            self.relayed.skipped += skip
+            return skip
+        return judged
+
+    def relayed_clean(self, route: RouteConfig, texts: Iterable[str], decisions: Sequence[Decision]) -> None:
+        """After a reply's output checks all found nothing, remember its texts for the policies that judged them."""
+        if route.output.enabled and decisions and clean(decisions):
+            keys = [self.policies[rule.id].answer_key for rule in route.policies if "output" in rule.phases]
+            for text in texts:
+                self.relayed.remember(text, keys)
 
     def refuse(self, decision: Decision) -> Decision:
         for failure in decision.failures:

@@ -65,7 +65,8 @@ class Served:
         checker = Checker(classifiers, config.policies, on_outcome=on_outcome,
                           max_chars={name: cfg.max_input_chars for name, cfg in proxy.classifiers.items()},
                           capacity={name: cfg.max_concurrency + cfg.max_queue
-                                    for name, cfg in proxy.classifiers.items()})
+                                    for name, cfg in proxy.classifiers.items()},
+                          relayed=previous.checker.relayed if previous is not None else None)
         return cls(config, settings, classifiers, upstreams, checker, clients, generation)
 
     def cache_of(self, name: str, cfg: ClassifierConfig) -> OrderedDict[tuple[str, str], Classification] | None:

@@ -143,6 +143,7 @@ class StreamRelay:
         self.mode = route.output.stream_mode if route.output.enabled else "off"
         self.items: asyncio.Queue[Any] = asyncio.Queue()
         self.pending: list[asyncio.Task[Decision]] = []
+        self.windower = Windower(None)  # replaced by the reader's own
         self.sent_role = False
         self.sent_any = False
         self.finished = False  # the relay reached its end (as opposed to a hang-up or a body never started)
@@ -200,8 +201,8 @@ class StreamRelay:
 
     async def _read_windows(self) -> None:
         output = self.route.output
-        windower = Windower(None if self.mode in ("buffer", "post") else output.window_chars,
-                            read_logprobs=output.logprobs == "check", first=output.first_window_chars)
+        windower = self.windower = Windower(None if self.mode in ("buffer", "post") else output.window_chars,
+                                            read_logprobs=output.logprobs == "check", first=output.first_window_chars)
         async for item in self.feed.chunks():
             if isinstance(item, GuardrailProxyError):
                 self.items.put_nowait(item)
@@ -277,6 +278,11 @@ class StreamRelay:
                 # The last text closed a window on its own: the verdicts ride on a chunk with no choices.
                 yield sse({"id": self.last["id"], "object": "chat.completion.chunk", "created": self.last["created"],
                            "model": self.last["model"], "choices": [], **annotation})
+        # Relayed whole and unchanged: each choice's content, when it comes back as history, need not be judged
+        # again (a choice that also carried tool calls comes back as another text, and is judged).
+        self.checker.relayed_clean(self.route, [text for (_, dest), text in self.windower.seen.items()
+                                                if dest == "content"],
+                                   [d for d in self.record.decisions if d.phase == "output"])
         yield DONE
 
     def _emit(self, chunk: ChatCompletionChunk, *, annotate: bool) -> bytes:
