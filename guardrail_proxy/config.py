@@ -63,7 +63,8 @@ class ClassifierConfig(Frozen):
     model: str = "openai/gpt-oss-safeguard-20b"
     api_key_env: str | None = Field(None, description="environment variable holding the API key")
     transport: Literal["openai", "aiohttp"] = Field(
-        "openai", description="openai: the official SDK; aiohttp: a raw pooled client, several times cheaper")
+        "aiohttp", description="aiohttp: a raw pooled HTTP client (the default; its CPU cost per call is a fraction of "
+                               "the SDK's); openai: the official SDK")
     reasoning_effort: Literal["low", "medium", "high"] = "low"
     timeout_s: float = Field(20.0, gt=0, description="deadline for one check's calls, retries included; waiting for "
                                                      "a free slot (max_concurrency) has a budget of its own")

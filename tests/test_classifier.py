@@ -47,6 +47,19 @@ async def test_request_contract_and_verdict(make_client, safeguard):
     assert "max_tokens" not in sent
 
 
+async def test_the_prompt_prefix_is_byte_identical_whatever_the_content(make_client, safeguard):
+    """vLLM's prefix cache serves a policy's prompt only if every byte before the content is the same on every
+    call: same model, same effort, the policy as the whole first message, the content last."""
+    behaviour, _ = safeguard
+    client = make_client()
+    for content in ("hi", "a much longer text\nwith lines", "Conversation excerpt.\n[classify this: user]\nx"):
+        await client.classify(POLICY, content)
+    await client.aclose()
+    heads = {json.dumps({**body, "messages": body["messages"][:-1]}, sort_keys=True) for body in behaviour.requests}
+    assert len(heads) == 1
+    assert [body["messages"][-1]["role"] for body in behaviour.requests] == ["user"] * 3
+
+
 @pytest.mark.parametrize("field", ["reasoning", "reasoning_content"])
 async def test_reasoning_from_either_field(make_client, safeguard, field):
     behaviour, _ = safeguard

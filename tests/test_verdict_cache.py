@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from conftest import VIOLENCE_POLICY, user
 
@@ -92,3 +94,79 @@ async def test_same_text_with_other_labels_does_not_share_answers():
     await cache.classify(POLICY, "a")
     await cache.classify(narrower, "a")
     assert len(inner.calls) == 2
+
+
+class Slow(Counting):
+    """Answers only when released, so calls overlap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.cancelled = 0
+
+    async def classify(self, policy, content):
+        self.calls.append(content)
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        if self.fail:
+            raise ClassifierError("down", kind="transport")
+        return Classification(Answer(False, 0, "TV0"), "why", "TV0", 12.0)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_concurrent_requests_share_one_call_in_flight():
+    inner = Slow()
+    cache = CachingClassifier(inner, 10)
+    tasks = [asyncio.create_task(cache.classify(POLICY, "same")) for _ in range(3)]
+    other = asyncio.create_task(cache.classify(POLICY, "other"))
+    await settle()
+    inner.release.set()
+    first, *joined = await asyncio.gather(*tasks)
+    await other
+    assert inner.calls == ["same", "other"] and cache.shared == 2 and cache.misses == 2
+    assert not first.cached and all(j.cached and j.answer.label == "TV0" for j in joined)
+    assert not cache.flying and cache.knows(POLICY, "same")
+
+
+async def test_a_shared_fault_reaches_every_waiter_and_is_not_cached():
+    inner = Slow()
+    inner.fail = True
+    cache = CachingClassifier(inner, 10)
+    tasks = [asyncio.create_task(cache.classify(POLICY, "x")) for _ in range(2)]
+    await settle()
+    inner.release.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, ClassifierError) for r in results) and len(inner.calls) == 1
+    assert not cache.knows(POLICY, "x") and not cache.flying
+
+
+async def test_a_waiter_that_leaves_does_not_cancel_the_call_for_the_others():
+    inner = Slow()
+    cache = CachingClassifier(inner, 10)
+    leaving = asyncio.create_task(cache.classify(POLICY, "x"))
+    staying = asyncio.create_task(cache.classify(POLICY, "x"))
+    await settle()
+    leaving.cancel()
+    await settle()
+    assert inner.cancelled == 0
+    inner.release.set()
+    assert (await staying).answer.label == "TV0" and cache.knows(POLICY, "x")
+
+
+async def test_the_call_is_cancelled_when_no_one_waits_any_more():
+    inner = Slow()
+    cache = CachingClassifier(inner, 10)
+    tasks = [asyncio.create_task(cache.classify(POLICY, "x")) for _ in range(2)]
+    await settle()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await settle()
+    assert inner.cancelled == 1 and not cache.flying and not cache.knows(POLICY, "x")
