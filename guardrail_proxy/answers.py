@@ -42,6 +42,10 @@ def parse_answer(content: str | None, policy: Policy) -> Answer:
             "the classifier returned an empty answer (often a max_tokens cap spent on reasoning)",
             kind="unparseable")
     text = content.strip()
+    if policy.format == "bundle":  # several policies in one answer (bundles.py): every member must be readable
+        for member in policy.members:
+            parse_member(text, member)
+        return Answer(False, 0, None)
     if policy.format == "json" or text.startswith(("{", "```")):
         return parse_json_answer(text, policy)
     bare = WRAPPING.match(text).group(1)  # type: ignore[union-attr]  # the pattern matches any string
@@ -93,3 +97,30 @@ def parse_json_answer(text: str, policy: Policy) -> Answer:
         return Answer(level > 0, level, category, rationale)
     label = category if isinstance(category, str) and category else str(int(violation))
     return Answer(bool(violation), int(violation), label, rationale)
+
+
+MEMBER_LINE = re.compile(r"^\s*(?:[-*]\s*)?[`*\"']*([a-z0-9][a-z0-9_.-]*)[`*\"']*\s*:\s*(.*?)\s*$")
+
+
+def member_lines(raw: str) -> dict[str, list[str]]:
+    """Each `<policy id>: <answer>` line of a combined answer, by policy id (every line for an id, in order)."""
+    found: dict[str, list[str]] = {}
+    for line in raw.splitlines():
+        match = MEMBER_LINE.match(line)
+        if match:
+            found.setdefault(match.group(1), []).append(match.group(2))
+    return found
+
+
+def parse_member(raw: str, policy: Policy) -> Answer:
+    """One policy's answer in a combined answer: exactly one line for it (repeats must agree), read with the
+    policy's own parser."""
+    lines = member_lines(raw).get(policy.id, [])
+    if not lines:
+        raise unparseable(f"the combined answer has no line for policy '{policy.id}'", raw)
+    if len(set(lines)) > 1:
+        raise unparseable(f"the combined answer has conflicting lines for policy '{policy.id}'", raw)
+    try:
+        return parse_answer(lines[0], policy)
+    except ClassifierError as exc:
+        raise ClassifierError(f"policy '{policy.id}' in a combined answer: {exc.message}", kind=exc.kind) from None

@@ -300,6 +300,10 @@ class RouteConfig(Frozen):
         64, ge=1, le=10_000, description="distinct classifier calls one phase of a request may need (texts x "
                                          "policies x segments); a request needing more gets a 413, unchecked "
                                          "parts are never skipped")
+    combine_policies: bool = Field(
+        False, description="judge all of a phase's policies against one text in a single classifier call, one "
+                           "answer line per policy: fewer calls and tokens, at an accuracy cost to measure first "
+                           "with `guardrail-proxy eval --combine`")
     input: InputCheck = InputCheck()
     output: OutputCheck = OutputCheck()
     policies: tuple[PolicyRule, ...] = Field(min_length=1)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .answers import parse_member
+from .bundles import bundle_policy
 from .classifier import Classification, Classifier
 from .config import ClassifierConfig, RouteConfig
 from .decisions import CheckFailure, CheckOutcome, Decision, Outcome, Phase, Verdict, combine
@@ -55,6 +57,56 @@ def plan_checks(phase: Phase, subjects: Sequence[Subject], route: RouteConfig,
     ]
 
 
+@dataclass(frozen=True)
+class Call:
+    """One classifier call: a policy, or a bundle of several (bundles.py), and the policies it answers."""
+
+    policy: Policy
+    content: str
+    members: tuple[Policy, ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.policy.answer_key, self.content)
+
+
+def plan_calls(checks: Sequence[Check], combine: bool,
+               bundle_of: Callable[[tuple[Policy, ...]], Policy]) -> list[Call]:
+    """The calls that answer `checks`: one per distinct (policy, text); with `combine`, one per distinct
+    text, judging all of its policies at once (a text with only one policy is asked as usual). Pure."""
+    by_text: dict[str, dict[str, Policy]] = {}
+    for check in checks:
+        by_text.setdefault(check.content, {}).setdefault(check.policy.answer_key, check.policy)
+    calls = []
+    for content, policies in by_text.items():
+        members = tuple(policies.values())
+        if combine and len(members) > 1:
+            calls.append(Call(bundle_of(members), content, members))
+        else:
+            calls += [Call(policy, content, (policy,)) for policy in members]
+    return calls
+
+
+def member_results(call: Call, result: Classification | ClassifierError
+                   ) -> dict[tuple[str, str], Classification | ClassifierError]:
+    """A call's result for each policy it answers: a bundle's answer read line by line, per member; its
+    tokens are counted once, on the first member. Pure."""
+    if call.policy.format != "bundle" or isinstance(result, ClassifierError):
+        return {(m.answer_key, call.content): result for m in call.members}
+    answers: dict[tuple[str, str], Classification | ClassifierError] = {}
+    for position, member in enumerate(call.members):
+        try:
+            answer = parse_member(result.raw, member)
+        except ClassifierError as exc:
+            answers[(member.answer_key, call.content)] = exc
+            continue
+        first = position == 0
+        answers[(member.answer_key, call.content)] = replace(
+            result, answer=answer, prompt_tokens=result.prompt_tokens if first else None,
+            completion_tokens=result.completion_tokens if first else None)
+    return answers
+
+
 def clean(decisions: Iterable[Decision]) -> bool:
     """Every check ran and found nothing: no violation at any level, no failure. Pure."""
     return all(not d.failures and all(isinstance(o, Verdict) and not o.violation for o in d.outcomes)
@@ -81,6 +133,7 @@ class Checker:
         self.classifiers = classifiers
         self.policies = policies
         self.relayed = relayed if relayed is not None else RelayedReplies()
+        self.bundles: dict[tuple[str, ...], Policy] = {}  # combined prompts, built once per set of policies
         self.on_outcome = on_outcome or (lambda _o: None)
         self.max_chars = max_chars or {}
         self.capacity = capacity or {}
@@ -92,9 +145,10 @@ class Checker:
         if not checks:
             return Decision(phase, Outcome.ALLOW)
         classifier = self.classifiers[route.classifier]
+        calls = plan_calls(checks, route.combine_policies, self.bundle)
         # Answers already in the cache cost nothing: a long conversation resent turn after turn is not
         # refused for its history, only a request with too much new text is.
-        needed = len({c.key for c in checks if not classifier.knows(c.policy, c.content)})
+        needed = sum(1 for call in calls if not classifier.knows(call.policy, call.content))
         slot = (route.classifier, route.name)
         mine = self.in_flight.get(slot, 0)
         others = sum(n for (name, owner), n in self.in_flight.items()
@@ -106,10 +160,10 @@ class Checker:
             return self.refuse(refused(phase, "overload", f"route '{route.name}' is over its fair share of the "
                                                           f"classifier ({mine} calls in flight, {needed} more needed)"))
         if not needed:  # all answers in the cache: nothing to count, nothing to give back
-            return await self._run(phase, checks, classifier, route)
+            return await self._run(phase, checks, calls, classifier, route)
         self.in_flight[slot] = mine + needed
         try:
-            return await self._run(phase, checks, classifier, route)
+            return await self._run(phase, checks, calls, classifier, route)
         finally:
             # Read the count again: other requests of this route started and ended meanwhile.
             left = self.in_flight.get(slot, 0) - needed
@@ -142,28 +196,34 @@ class Checker:
             self.on_outcome(failure)  # counted, like any check that could not run
         return decision
 
-    async def _run(self, phase: Phase, checks: list[Check], classifier: Classifier,
+    def bundle(self, members: tuple[Policy, ...]) -> Policy:
+        key = tuple(m.answer_key for m in members)
+        if key not in self.bundles:
+            self.bundles[key] = bundle_policy(members)
+        return self.bundles[key]
+
+    async def _run(self, phase: Phase, checks: list[Check], calls: list[Call], classifier: Classifier,
                    route: RouteConfig) -> Decision:
-        # Identical (policy, text) pairs in one request share one call.
-        calls: dict[tuple[str, str], Awaitable[Classification | ClassifierError]] = {}
-        for check in checks:
-            if check.key not in calls:
-                calls[check.key] = asyncio.ensure_future(self._one(classifier, check))
+        # Identical (policy, text) pairs in one request share one call (plan_calls).
+        futures: list[Awaitable[Classification | ClassifierError]] = [
+            asyncio.ensure_future(self._one(classifier, call.policy, call.content)) for call in calls]
         try:
-            results = dict(zip(calls, await asyncio.gather(*calls.values()), strict=True))
+            answered = await asyncio.gather(*futures)
         finally:
-            for future in calls.values():
+            for future in futures:
                 if isinstance(future, asyncio.Future):
                     future.cancel()  # no-op when done; stops stragglers when we are cancelled
+        results = {key: result for call, answer in zip(calls, answered, strict=True)
+                   for key, result in member_results(call, answer).items()}
         outcomes = [to_outcome(phase, c, results[c.key]) for c in checks]
         for outcome in outcomes:
             self.on_outcome(outcome)
         return combine(phase, outcomes, route, self.policies)
 
     @staticmethod
-    async def _one(classifier: Classifier, check: Check) -> Classification | ClassifierError:
+    async def _one(classifier: Classifier, policy: Policy, content: str) -> Classification | ClassifierError:
         try:
-            return await classifier.classify(check.policy, check.content)
+            return await classifier.classify(policy, content)
         except ClassifierError as exc:
             return exc
         except Exception as exc:  # a bug or an unforeseen answer must still follow the fail mode

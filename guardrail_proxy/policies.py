@@ -57,7 +57,7 @@ class Policy(BaseModel):
 
     id: str
     title: str
-    format: PolicyFormat
+    format: PolicyFormat | Literal["bundle"]  # bundle: several policies in one call (bundles.py), never a file
     label_prefix: str | None
     labels: dict[str, str]
     default_action: Action
@@ -66,6 +66,7 @@ class Policy(BaseModel):
     text: str
     digest: str
     source: str
+    members: tuple[Policy, ...] = ()  # a bundle's policies, in prompt order
 
     @field_validator("text")
     @classmethod

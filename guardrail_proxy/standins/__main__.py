@@ -59,12 +59,15 @@ def add_stats(app: Starlette, counters: Any) -> None:
         for name in ("completed", "cancelled"):
             if hasattr(counters, name):
                 body[name] = getattr(counters, name)
+        body.update(getattr(counters, "tokens", {}))
         if request.method == "POST":
             log.total = 0
             log.clear()
             for name in ("completed", "cancelled"):
                 if hasattr(counters, name):
                     setattr(counters, name, 0)
+            for name in getattr(counters, "tokens", {}):
+                counters.tokens[name] = 0
         return JSONResponse(body)
 
     app.router.routes.append(Route("/stats", stats, methods=["GET", "POST"]))
@@ -74,7 +77,8 @@ def build(args: argparse.Namespace) -> Starlette:
     app: Starlette
     if args.kind == "safeguard":
         rules = [Rule(args.trigger, args.level)] if args.trigger else []
-        sg = SafeguardBehaviour(rules=rules, delay_s=args.delay_ms / 1000, requests=CountingList())
+        sg = SafeguardBehaviour(rules=rules, delay_s=args.delay_ms / 1000, requests=CountingList(),
+                                usage=args.usage, reasoning_tokens=args.reasoning_tokens)
         app = build_safeguard_app(sg)
         add_stats(app, sg)
         return app
@@ -128,6 +132,10 @@ def parser() -> argparse.ArgumentParser:
     sg = sub.add_parser("safeguard", parents=[common], help="stand-in for a vLLM-served gpt-oss-safeguard")
     sg.add_argument("--trigger", help="text that makes the stand-in report a violation")
     sg.add_argument("--level", type=int, default=2, help="severity reported for --trigger (default 2)")
+    sg.add_argument("--usage", choices=("fixed", "chars"), default="fixed",
+                    help="fixed: 100 + 20 tokens per call; chars: estimated from the text, prefix cache modelled")
+    sg.add_argument("--reasoning-tokens", type=int, default=0,
+                    help="with --usage chars: reasoning words per policy judged (a real model: hundreds)")
 
     up = sub.add_parser("upstream", parents=[common], help="stand-in for an OpenAI-compatible chat model")
     up.add_argument("--chunk-delay-ms", type=non_negative, default=0.0, help="wait before each streamed word")

@@ -3,8 +3,9 @@
 Wire format as vLLM's /v1/chat/completions: the verdict in `message.content`, the chain of thought in
 `message.reasoning` (or `reasoning_content`, as older vLLM). The answer format follows the policy in the
 system message: its label prefix (e.g. `GV` -> `GV0`/`GV2`), a JSON verdict when the policy asks for
-`"violation"`, else `0`/`1`. Only the part of the user message after "[classify this: ...]" is matched,
-so conversation context does not trigger rules.
+`"violation"`, else `0`/`1`; several policies in one prompt (bundles.py) get one `<id>: <answer>` line
+each. Only the part of the user message after "[classify this: ...]" is matched, so conversation context
+does not trigger rules.
 
 Faults for tests: `mode` = "ok" | "garbage" | "empty" | "error" (HTTP 500),
 `delay_s` before answering, `fail_first` answers HTTP 503 that many times before behaving.
@@ -24,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+TOKEN_COUNTERS = ("prompt_tokens", "cached_tokens", "completion_tokens")
 PREFIX = re.compile(r"\b([A-Z]{1,6})0\b")
 TARGET = re.compile(r"\[classify this: [a-z]+\]\n", re.IGNORECASE)
 
@@ -51,11 +53,46 @@ class SafeguardBehaviour:
     raw_body: str | None = None  # send this verbatim as the 200 response body (malformed servers)
     max_content_chars: int | None = None  # longer content gets vLLM's HTTP 400 for an over-long prompt
     served_models: tuple[str, ...] = ()  # when set, another model name gets vLLM's HTTP 404
+    # usage: "fixed" reports 100 prompt + 20 completion tokens; "chars" estimates them as characters / 4, with
+    # `reasoning_tokens` words of reasoning per policy judged (a real model reasons for hundreds of tokens), and
+    # reports a system message seen before as cached prompt tokens, as vLLM's prefix cache would serve it.
+    usage: str = "fixed"
+    reasoning_tokens: int = 0
+    seen_prefixes: set[str] = field(default_factory=set)
+    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TOKEN_COUNTERS, 0))  # since the last reset
 
 
 def target_text(content: str) -> str:
     parts = TARGET.split(content)
     return parts[-1]
+
+
+BUNDLE_SECTION = re.compile(r"^=== POLICY (\S+) ===\n(.*?)\n=== END POLICY \1 ===$", re.DOTALL | re.MULTILINE)
+
+
+def answer_any(policy_text: str, content: str, rules: list[Rule]) -> tuple[str, str, int]:
+    """(content, reasoning, policies judged): several policies in one prompt (bundles.py) get one
+    `<id>: <answer>` line each."""
+    sections = BUNDLE_SECTION.findall(policy_text)
+    if not sections:
+        return (*answer_for(policy_text, content, rules), 1)
+    answers = [(policy_id, *answer_for(text, content, rules)) for policy_id, text in sections]
+    return ("\n".join(f"{policy_id}: {answer}" for policy_id, answer, _ in answers),
+            " ".join(reasoning for _, _, reasoning in answers), len(answers))
+
+
+def usage_for(behaviour: SafeguardBehaviour, messages: list[Any], answer: str, reasoning: str) -> dict[str, Any]:
+    if behaviour.usage != "chars":
+        return {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+    system = str(messages[0].get("content", "")) if messages else ""
+    prompt = sum(len(str(m.get("content", ""))) for m in messages) // 4 + 4 * len(messages)
+    completion = (len(answer) + len(reasoning)) // 4
+    cached = len(system) // 4 if system in behaviour.seen_prefixes else 0
+    behaviour.seen_prefixes.add(system)
+    for name, value in (("prompt_tokens", prompt), ("cached_tokens", cached), ("completion_tokens", completion)):
+        behaviour.tokens[name] += value
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}
 
 
 def answer_for(policy_text: str, content: str, rules: list[Rule]) -> tuple[str, str]:
@@ -100,8 +137,10 @@ def build_safeguard_app(behaviour: SafeguardBehaviour) -> Starlette:
             return JSONResponse({"object": "error", "type": "BadRequestError", "code": 400, "param": None,
                                  "message": "This model's maximum context length is 8192 tokens. However, you "
                                             "requested more tokens in the messages."}, 400)
-        content, reasoning = answer_for(str(messages[0].get("content", "")),
-                                        str(messages[-1].get("content", "")), behaviour.rules)
+        content, reasoning, judged = answer_any(str(messages[0].get("content", "")),
+                                                str(messages[-1].get("content", "")), behaviour.rules)
+        if behaviour.reasoning_tokens:
+            reasoning += " thinking" * (behaviour.reasoning_tokens * judged)
         if behaviour.mode == "garbage":
             content = "Not sure. It might be fine, or not."
         elif behaviour.mode == "empty":
@@ -115,7 +154,7 @@ def build_safeguard_app(behaviour: SafeguardBehaviour) -> Starlette:
             "id": f"chatcmpl-standin-{len(behaviour.requests)}", "object": "chat.completion",
             "created": int(time.time()), "model": body.get("model", "stand-in"),
             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+            "usage": usage_for(behaviour, messages, content, reasoning),
         })
 
     async def models(request: Request) -> Response:
