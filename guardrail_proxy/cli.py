@@ -75,13 +75,14 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_policy_lint(args: argparse.Namespace, settings: Settings) -> int:
     limits = Limits(min_tokens=args.min_tokens, max_tokens=args.max_tokens)
     findings = [f for path in args.paths for f in lint_path(Path(path), limits)]
-    for finding in findings:
-        print(finding, file=sys.stderr)
-    problems = [f for f in findings if not f.warning]
+    for finding in findings:  # notes (each policy's body length) on stdout, warnings and problems on stderr
+        print(finding, file=sys.stdout if finding.kind == "note" else sys.stderr)
+    problems = [f for f in findings if f.problem]
     if problems:
         print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
-    warned = f" ({len(findings)} warning(s))" if findings else ""
+    warnings = sum(f.kind == "warning" for f in findings)
+    warned = f" ({warnings} warning(s))" if warnings else ""
     print(f"ok: {', '.join(args.paths)}{warned}")
     return 0
 
@@ -117,8 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     policy = sub.add_parser("policy", help="policy tools").add_subparsers(dest="policy_command", required=True)
     lint = policy.add_parser("lint", help="check policy files and their example sets")
     lint.add_argument("paths", nargs="+", help="policy files or directories of policies")
-    lint.add_argument("--min-tokens", type=int, default=400)
-    lint.add_argument("--max-tokens", type=int, default=900)
+    lint.add_argument("--min-tokens", type=int, default=Limits().min_tokens,
+                      help="least body length, estimated as characters / 4 (default: %(default)s)")
+    lint.add_argument("--max-tokens", type=int, default=Limits().max_tokens,
+                      help="most body length, estimated as characters / 4 (default: %(default)s)")
     lint.set_defaults(func=cmd_policy_lint)
 
     keys = sub.add_parser("keys", help="client keys").add_subparsers(dest="keys_command", required=True)

@@ -1,10 +1,11 @@
 """`guardrail-proxy policy lint`: structure, label-code consistency, length, and example sets. Pure core.
 
 A policy in our format needs, in this order, the sections below; its label codes must agree between the
-front matter, the criteria, the output contract and the examples; its length should sit where
-gpt-oss-safeguard is most accurate (estimated as characters / 4). A sibling `examples.jsonl` must parse and
-use only the policy's codes. A policy.md with no front matter is read in the official pack's layout instead
-(`lint_official`).
+front matter, the criteria, the output contract and the examples; the length of its body (the text after
+the front matter: what the classifier reads) should sit where gpt-oss-safeguard is most accurate, estimated as
+characters / 4. Every policy gets a note with that estimate, in range or not. A sibling `examples.jsonl` must
+parse and use only the policy's codes. A policy.md with no front matter is read in the official pack's layout
+instead (`lint_official`), where the whole file is the body.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .datasets import load_dataset
 from .errors import ConfigError
@@ -32,6 +34,8 @@ REQUIRED_SECTIONS = (
 SECTION = re.compile(r"^##\s+(.+?)\s*$")
 ANSWER = re.compile(r"^Answer:\s*(\S+)\s*$")
 CODE_LIKE = re.compile(r"\b([A-Z]{1,6})([0-9]{1,2})\b")
+ESTIMATE = "estimated as characters / 4"
+Kind = Literal["error", "warning", "note"]
 
 
 @dataclass(frozen=True)
@@ -39,18 +43,36 @@ class Finding:
     file: str
     line: int
     message: str
-    warning: bool = False  # shown, but does not fail the lint
+    kind: Kind = "error"  # a warning or a note is shown, but does not fail the lint
+
+    @property
+    def problem(self) -> bool:
+        return self.kind == "error"
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {'warning: ' if self.warning else ''}{self.message}"
+        return f"{self.file}:{self.line}: {'' if self.problem else self.kind + ': '}{self.message}"
 
 
 @dataclass(frozen=True)
 class Limits:
-    min_tokens: int = 400
-    max_tokens: int = 900
+    min_tokens: int = 400  # of the body, the text the classifier reads
+    max_tokens: int = 650
     min_examples: int = 4
     max_examples: int = 6
+
+
+def body_tokens(body: str) -> int:
+    """The token estimate lint uses: characters / 4, rounded down."""
+    return len(body) // 4
+
+
+def length_finding(source: str, body: str, limits: Limits, out_of_range: Kind = "error") -> Finding:
+    """Always one finding: a note with the estimate when it is in range, else `out_of_range` saying the target."""
+    tokens = body_tokens(body)
+    message = f"body: {tokens} tokens ({ESTIMATE})"
+    if limits.min_tokens <= tokens <= limits.max_tokens:
+        return Finding(source, 1, message, "note")
+    return Finding(source, 1, f"{message}; aim for {limits.min_tokens}-{limits.max_tokens}", out_of_range)
 
 
 def sections(lines: list[str]) -> list[tuple[str, int, int]]:
@@ -69,10 +91,7 @@ def lint_text(raw: str, source: str, limits: Limits = Limits()) -> list[Finding]
     lines = raw.splitlines()
     findings = check_sections(lines, source)
     findings += check_codes(policy, lines, source)
-    tokens = len(raw) // 4
-    if not limits.min_tokens <= tokens <= limits.max_tokens:
-        findings.append(Finding(source, 1, f"length is about {tokens} tokens (characters/4); "
-                                           f"aim for {limits.min_tokens}-{limits.max_tokens}"))
+    findings.append(length_finding(source, policy.text, limits))
     findings += check_examples(lines, policy, source, limits)
     return findings
 
@@ -160,15 +179,16 @@ def lint_path(path: Path, limits: Limits = Limits()) -> list[Finding]:
         return lint_official(raw, path, limits)  # no front matter: the official pack's layout
     findings = lint_text(raw, str(path), limits)
     examples = path.parent / "examples.jsonl"
-    if path.name == "policy.md" and examples.exists() and not findings:
+    if path.name == "policy.md" and examples.exists() and not any(f.problem for f in findings):
         findings += lint_example_set(examples, parse_policy(raw, str(path)))
     return findings
 
 
 def lint_official(raw: str, path: Path, limits: Limits) -> list[Finding]:
-    """An official-pack `<slug>/policy.md`: its codes, a heading naming each level, its length (a warning:
-    the published policies are longer than our own target), and its `datasets/<slug>.csv`, where a row left
-    out for an empty or unknown label is a warning and anything else unreadable an error."""
+    """An official-pack `<slug>/policy.md`: its codes, a heading naming each level, its length (the whole file
+    is the body; out of our own range is a warning: the published policies are longer), and its
+    `datasets/<slug>.csv`, where a row left out for an empty or unknown label is a warning and anything else
+    unreadable an error."""
     source, slug = str(path), path.parent.name
     try:
         policy = official_policy(slug, raw, source)
@@ -178,10 +198,7 @@ def lint_official(raw: str, path: Path, limits: Limits) -> list[Finding]:
     named = level_names(raw, prefix)
     findings = [Finding(source, 1, f"no heading names level {code} (such as '## Title ({code} - ...)')")
                 for code in policy.labels if int(code[len(prefix):]) not in named]
-    tokens = len(raw) // 4
-    if not limits.min_tokens <= tokens <= limits.max_tokens:
-        findings.append(Finding(source, 1, f"length is about {tokens} tokens (characters/4); "
-                                           f"our own target is {limits.min_tokens}-{limits.max_tokens}", warning=True))
+    findings.append(length_finding(source, policy.text, limits, out_of_range="warning"))
     dataset = dataset_path(path.parent.parent, slug)
     if dataset is None:
         return findings
@@ -194,5 +211,5 @@ def lint_official(raw: str, path: Path, limits: Limits) -> list[Finding]:
     for warning in warnings:
         where, _, reason = warning.removeprefix(f"{dataset}: ").partition(": ")
         line = int(where.split()[-1]) if where.startswith("line ") else 1
-        findings.append(Finding(str(dataset), line, reason, warning=True))
+        findings.append(Finding(str(dataset), line, reason, "warning"))
     return findings

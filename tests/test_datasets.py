@@ -89,7 +89,8 @@ def test_jsonl_fields_defaults_and_ignored_fields(tmp_path):
     path = write(tmp_path, "set.jsonl", jsonl(
         {"id": "a", "text": "hello", "label": "TV0", "note": "ignored", "hard_negative": True},
         "",
-        {"text": "a reply", "label": 1, "role": "assistant", "context": "the question"},
+        {"text": "a reply", "label": 1, "role": "assistant", "context": "the question",  # the teen pack's fields
+         "hard_positive": True, "framing": "for_a_friend", "refusal": False},
         {"id": 7, "text": "x", "label": False},
     ))
     assert load_dataset(path) == [
