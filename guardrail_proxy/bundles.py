@@ -49,3 +49,16 @@ def bundle_policy(policies: Sequence[Policy]) -> Policy:
         digest=digest_of("|".join(p.answer_key for p in policies) + "|" + digest_of(text)), source="(combined)",
         members=tuple(policies),
     )
+
+
+class Bundles:
+    """Combined prompts built once per set of policies (members in order, by answer key) and reused."""
+
+    def __init__(self) -> None:
+        self.built: dict[tuple[str, ...], Policy] = {}
+
+    def __call__(self, members: tuple[Policy, ...]) -> Policy:
+        key = tuple(m.answer_key for m in members)
+        if key not in self.built:
+            self.built[key] = bundle_policy(members)
+        return self.built[key]

@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     other.add_argument("--models", nargs=2, metavar=("OLD", "NEW"), help="compare two models on one policy/route")
     other.add_argument("--efforts", nargs=2, metavar=("OLD", "NEW"), choices=("low", "medium", "high"),
                        help="compare two reasoning efforts on one policy or route")
+    other.add_argument("--combine", action="store_true",
+                       help="with --route: compare one call per policy (old) with all policies in one call (new), "
+                            "the route's combine_policies; shows its accuracy cost and its calls and tokens saved")
     data = evaluate.add_argument_group("dataset")
     data.add_argument("--dataset", required=True, help=".jsonl, .json (an array) or .csv, optionally .gz; or an "
                                                        "official-pack datasets/<slug>.csv")

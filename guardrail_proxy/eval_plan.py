@@ -1,9 +1,10 @@
 """What an `eval` command runs: its versions (one, or two to compare) and its examples.
 
 A version is one policy or one route, on one classifier endpoint. Two versions differ by the policy
-(`--compare OLD NEW`), the model (`--models A B`) or the reasoning effort (`--efforts A B`), never by two
-things at once, so a compare answers one question. The examples are read once for every policy involved, so
-a label code that belongs to neither version is caught before any call is paid for.
+(`--compare OLD NEW`), the model (`--models A B`), the reasoning effort (`--efforts A B`) or, for a route,
+one call per policy against all of its policies in one call (`--combine`), never by two things at once, so
+a compare answers one question. The examples are read once for every policy involved, so a label code that
+belongs to neither version is caught before any call is paid for.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class Version:
 
     @property
     def name(self) -> str:
-        return f"route {self.route.name}" if self.route else self.policy.id if self.policy else "?"
+        if self.route:
+            return f"route {self.route.name}" + (" (policies combined)" if self.route.combine_policies else "")
+        return self.policy.id if self.policy else "?"
 
     @property
     def policies(self) -> tuple[Policy, ...]:
@@ -46,6 +49,8 @@ class Version:
         if self.policy and not self.route:
             return self.policy.digest
         joined = "\n".join(p.digest for p in self.policies)
+        if self.route and self.route.combine_policies:
+            joined += "\ncombined"  # other prompts, other answers
         return hashlib.sha256(joined.encode()).hexdigest()
 
     @property
@@ -96,9 +101,21 @@ def base_versions(args: argparse.Namespace, settings: Settings) -> list[Version]
     return [Version("eval", cfg, policy=policies[0])]
 
 
+def combined_versions(base: Version) -> list[Version]:
+    """--combine: the route with one call per policy (old) against all of its policies in one call (new)."""
+    assert base.route is not None
+    return [Version(title, base.classifier, route=base.route.model_copy(update={"combine_policies": combine}),
+                    route_policies=base.route_policies) for title, combine in (("old", False), ("new", True))]
+
+
 def versions_of(args: argparse.Namespace, settings: Settings) -> list[Version]:
     versions = base_versions(args, settings)
     pair = ("model", args.models) if args.models else ("reasoning_effort", args.efforts) if args.efforts else None
+    if getattr(args, "combine", False):
+        if not args.route:
+            raise ConfigError("--combine", "", "--combine compares a route's policies asked one call each with all "
+                                               "of them in one call: name the route with --route")
+        return combined_versions(versions[0])
     if pair is None:
         return versions
     if len(versions) == 2:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from .answers import parse_member
-from .bundles import bundle_policy
+from .bundles import Bundles
 from .classifier import Classification, Classifier
 from .config import ClassifierConfig, RouteConfig
 from .decisions import CheckFailure, CheckOutcome, Decision, Outcome, Phase, Verdict, combine
@@ -133,7 +133,7 @@ class Checker:
         self.classifiers = classifiers
         self.policies = policies
         self.relayed = relayed if relayed is not None else RelayedReplies()
-        self.bundles: dict[tuple[str, ...], Policy] = {}  # combined prompts, built once per set of policies
+        self.bundles = Bundles()  # combined prompts (combine_policies), built once per set of policies
         self.on_outcome = on_outcome or (lambda _o: None)
         self.max_chars = max_chars or {}
         self.capacity = capacity or {}
@@ -145,7 +145,7 @@ class Checker:
         if not checks:
             return Decision(phase, Outcome.ALLOW)
         classifier = self.classifiers[route.classifier]
-        calls = plan_calls(checks, route.combine_policies, self.bundle)
+        calls = plan_calls(checks, route.combine_policies, self.bundles)
         # Answers already in the cache cost nothing: a long conversation resent turn after turn is not
         # refused for its history, only a request with too much new text is.
         needed = sum(1 for call in calls if not classifier.knows(call.policy, call.content))
@@ -195,12 +195,6 @@ class Checker:
         for failure in decision.failures:
             self.on_outcome(failure)  # counted, like any check that could not run
         return decision
-
-    def bundle(self, members: tuple[Policy, ...]) -> Policy:
-        key = tuple(m.answer_key for m in members)
-        if key not in self.bundles:
-            self.bundles[key] = bundle_policy(members)
-        return self.bundles[key]
 
     async def _run(self, phase: Phase, checks: list[Check], calls: list[Call], classifier: Classifier,
                    route: RouteConfig) -> Decision:

@@ -262,3 +262,32 @@ def test_export_refuses_what_is_not_an_eval_result(tmp_path, capsys):
     data = write_jsonl(tmp_path / "set.jsonl", [{"text": "hi", "label": 0}])
     assert run_cli(["export", str(data), "--out", str(tmp_path / "x.csv")]) == 2
     assert "line 1: not an eval result row" in capsys.readouterr().err
+
+
+def test_combine_compares_one_call_per_policy_with_one_call_per_item(endpoint, tmp_path, capsys):
+    behaviour, server, _policy = endpoint
+    config = write_config(tmp_path, {"name": "teen", "policies": [{"id": "violence"}, {"id": "selfharm"}]},
+                          server.url, "http://127.0.0.1:9")
+    data = write_jsonl(tmp_path / "set.jsonl", [
+        {"id": "a", "text": "a knife fight", "label": 1}, {"id": "b", "text": "I want to hurt myself", "label": 1},
+        {"id": "c", "text": "hello", "label": 0}, {"id": "d", "text": "a pillow", "label": 0}])
+    out = tmp_path / "cmp"
+    assert run_cli(["eval", "--route", "teen", "--combine", "--config", str(config), "--dataset", str(data),
+                    "--cache-dir", str(tmp_path / "c"), "--out", str(out), "--quiet"]) == 0
+    _rows, summary = outputs(out)
+    assert summary["mcnemar"] == {"fixed": 0, "broke": 0, "p_value": 1.0}  # the stand-in answers both alike
+    assert summary["old"]["metrics"]["counts"] == summary["new"]["metrics"]["counts"] == {
+        "tp": 2, "fp": 0, "fn": 0, "tn": 2, "errors": 0}
+    assert len(behaviour.requests) == 8 + 4  # two calls per item, then one
+    combined = [r for r in behaviour.requests if "=== POLICY violence ===" in r["messages"][0]["content"]]
+    assert len(combined) == 4 and all("=== POLICY selfharm ===" in r["messages"][0]["content"] for r in combined)
+    assert "policies combined" in (out / "report.md").read_text()
+
+
+def test_combine_needs_a_route(endpoint, tmp_path, capsys):
+    _behaviour, server, policy = endpoint
+    config = write_config(tmp_path, {"name": "teen"}, server.url, "http://127.0.0.1:9")
+    data = write_jsonl(tmp_path / "set.jsonl", [{"text": "x", "label": 0}])
+    assert run_cli(["eval", "--policy", str(policy), "--combine", "--config", str(config), "--dataset",
+                    str(data)]) == 2
+    assert "name the route with --route" in capsys.readouterr().err

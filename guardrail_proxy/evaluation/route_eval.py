@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..bundles import Bundles
 from ..classifier import Classification
 from ..config import RouteConfig
 from ..dataset_rows import Example
 from ..decisions import CheckFailure, CheckOutcome, Phase, Verdict, combine, worst
 from ..errors import ClassifierError
-from ..pipeline import Check, plan_checks, to_outcome
+from ..pipeline import Call, Check, member_results, plan_calls, plan_checks, to_outcome
 from ..policies import Policy
 from ..protocol import Message
 from ..subjects import input_subjects, output_subject
@@ -111,15 +112,30 @@ def combine_item(example: Example, phase: Phase, checks: Sequence[Check],
 
 def route_judge(asker: Asker, route: RouteConfig, policies: dict[str, Policy], max_chars: int,
                 threshold: int = 1) -> Judge[RouteItem]:
-    async def ask(check: Check) -> Classification | ClassifierError:
+    """The proxy's calls for each item: one per (policy, text), or with `combine_policies` one per text
+    (bundles.py), each answer read back per policy exactly as the proxy reads it."""
+    bundle = Bundles()
+
+    async def ask(call: Call) -> Classification | ClassifierError:
         try:
-            return await asker.ask(check.policy, check.content)
+            return await asker.ask(call.policy, call.content)
         except ClassifierError as exc:
             return exc
 
     async def judge(example: Example) -> RouteItem:
         phase, checks = route_checks(example, route, policies, max_chars)
-        answers = await asyncio.gather(*(ask(check) for check in checks))
+        calls = plan_calls(checks, route.combine_policies, bundle)
+        answered = await asyncio.gather(*(ask(call) for call in calls))
+        results = {key: result for call, answer in zip(calls, answered, strict=True)
+                   for key, result in member_results(call, answer).items()}
+        # Tokens are counted once per call: on the first check that reads each answer.
+        answers, counted = [], set()
+        for check in checks:
+            result = results[check.key]
+            if isinstance(result, Classification) and check.key in counted:
+                result = replace(result, prompt_tokens=None, completion_tokens=None)
+            counted.add(check.key)
+            answers.append(result)
         return combine_item(example, phase, checks, answers, route, policies, threshold)
 
     return judge
