@@ -256,12 +256,15 @@ class OutputCheck(Frozen):
     stream_mode: Literal["window", "buffer", "post"] = Field(
         "window", description="window: release text only after a verdict covered it; buffer: hold the whole "
                               "completion; post: stream through, check at the end (annotate/log only)")
-    window_chars: int = Field(400, ge=1, description="window mode: characters per classifier call, once windows "
-                                                     "have grown to it")
+    window_chars: int = Field(800, ge=1, description="window mode: the largest window, in characters (windows grow "
+                                                     "to it from first_window_chars)")
     first_window_chars: int = Field(
         48, ge=1, description="window mode: characters of the first window, so the first text is released about "
-                              "one classifier latency after the model starts; each next window doubles, up to "
-                              "window_chars (a first window at least window_chars: every window is window_chars)")
+                              "one classifier latency after the model starts (at least window_chars: fixed windows)")
+    window_growth: int = Field(
+        4, ge=1, le=16, description="window mode: each window is this many times the previous one, up to "
+                                    "window_chars: released text stays far ahead of a reader, and a long reply "
+                                    "costs no more calls than fixed windows of 400 (1: fixed windows)")
     window_context_chars: int = Field(
         200, ge=0, description="window mode: characters of the previous window judged again with each window, "
                                "so a phrase split by a window boundary is judged whole")

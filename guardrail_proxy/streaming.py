@@ -202,7 +202,8 @@ class StreamRelay:
     async def _read_windows(self) -> None:
         output = self.route.output
         windower = self.windower = Windower(None if self.mode in ("buffer", "post") else output.window_chars,
-                                            read_logprobs=output.logprobs == "check", first=output.first_window_chars)
+                                            read_logprobs=output.logprobs == "check", first=output.first_window_chars,
+                                            growth=output.window_growth)
         async for item in self.feed.chunks():
             if isinstance(item, GuardrailProxyError):
                 self.items.put_nowait(item)

@@ -3,7 +3,7 @@
 Chunks are grouped into windows of whole chunks: a window closes once the text it adds, over all its
 destinations (each choice's content, refusal, reasoning, each tool call's arguments, ...), reaches its
 limit (None: one window for the whole stream, i.e. buffer mode). Limits grow: a small first window, then
-doubling up to `size` (`window_limit`). A window's chunks are
+each `growth` times the previous, up to `size` (`window_limit`). A window's chunks are
 released only after a verdict covered all of their text, so the unreviewed text held back at any moment
 is at most one window plus the chunks read while its check runs. Chunks without text (the role chunk,
 the finish chunk, the usage chunk) travel with the window they arrive in, so the finish chunk and
@@ -110,19 +110,21 @@ class Window:
         return sum(len(t) for t in self.texts.values())
 
 
-def window_limit(index: int, first: int, size: int) -> int:
+def window_limit(index: int, first: int, size: int, growth: int = 2) -> int:
     """The size of window `index` (0-based): the first window is small, so the first text waits for little
-    more than one classifier call; each next one doubles, up to `size`, so a long reply costs only a few
-    more calls than fixed windows of `size`. Pure."""
-    if first >= size:
-        return size
-    return min(size, first << min(index, 32))
+    more than one classifier call; each next one is `growth` times larger, up to `size`, so a long reply
+    costs about as many calls as fixed windows. Pure."""
+    if first >= size or growth <= 1:
+        return min(first, size)
+    return min(size, first * growth ** min(index, 64))
 
 
 class Windower:
-    def __init__(self, size: int | None, read_logprobs: bool = False, first: int | None = None) -> None:
+    def __init__(self, size: int | None, read_logprobs: bool = False, first: int | None = None,
+                 growth: int = 2) -> None:
         self.size = size
         self.first = first if first is not None else size
+        self.growth = growth
         self.closed = 0  # windows closed so far
         self.read_logprobs = read_logprobs
         self.current = Window()
@@ -133,7 +135,7 @@ class Windower:
         """The characters that close the current window (None: one window for the whole stream)."""
         if self.size is None or self.first is None:
             return self.size
-        return window_limit(self.closed, self.first, self.size)
+        return window_limit(self.closed, self.first, self.size, self.growth)
 
     def add(self, chunk: ChatCompletionChunk) -> Window | None:
         """Add a chunk; return the window it closed, if any."""

@@ -82,13 +82,14 @@ def covered(text: str, allowed: list[str]) -> bool:
     return reachable[len(text)]
 
 
-async def relay(pieces: list[str], window: int, context: int,
-                first: int | None = None) -> tuple[str, list[str], str | None]:
+async def relay(pieces: list[str], window: int, context: int, first: int | None = None,
+                growth: int = 1) -> tuple[str, list[str], str | None]:
     classifier = MarkerClassifier()
     route = RouteConfig(name="r", models=("m",), upstream="u", block_style="completion",
                         policies=(PolicyRule(id="p"),),
                         output=OutputCheck(window_chars=window, window_context_chars=context,
-                                           first_window_chars=min(first or window, window)))
+                                           first_window_chars=min(first or window, window),
+                                           window_growth=growth))
     chat = ChatRequest.model_validate({"model": "m", "stream": True, "messages": [{"role": "user", "content": "q"}]})
     record = AuditRecord("rid", "r", "m", stream=True)
     checker = Checker({"default": classifier}, {"p": POLICY})
@@ -108,12 +109,12 @@ async def relay(pieces: list[str], window: int, context: int,
 @given(text=st.text(alphabet="ab X", min_size=1, max_size=120),
        cuts=st.lists(st.integers(min_value=1, max_value=119), max_size=40),
        window=st.integers(min_value=1, max_value=40), context=st.integers(min_value=0, max_value=20),
-       first=st.integers(min_value=1, max_value=40))
-def test_no_unreviewed_character_reaches_the_client(text, cuts, window, context, first):
+       first=st.integers(min_value=1, max_value=40), growth=st.integers(min_value=1, max_value=5))
+def test_no_unreviewed_character_reaches_the_client(text, cuts, window, context, first, growth):
     """Fixed or growing windows (a first window from 1 character up to the cap), any chunking."""
     bounds = sorted({c for c in cuts if c < len(text)})
     pieces = [text[a:b] for a, b in zip([0, *bounds], [*bounds, len(text)], strict=True)]
-    released, allowed, refusal = asyncio.run(relay(pieces, window, context, first))
+    released, allowed, refusal = asyncio.run(relay(pieces, window, context, first, growth))
     assert text.startswith(released)
     assert "X" not in released
     assert covered(released, allowed)

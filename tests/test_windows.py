@@ -59,23 +59,25 @@ def test_windows_are_whole_chunks(size, pieces, expected):
     assert got == expected
 
 
-@pytest.mark.parametrize(("first", "size", "expected"), [
-    (48, 400, [48, 96, 192, 384, 400, 400]),
-    (1, 4, [1, 2, 4, 4, 4, 4]),
-    (400, 400, [400] * 6),
-    (500, 400, [400] * 6),  # a first window larger than the cap: fixed windows
-    (3, 10, [3, 6, 10, 10, 10, 10]),
+@pytest.mark.parametrize(("first", "size", "growth", "expected"), [
+    (48, 800, 4, [48, 192, 768, 800, 800, 800]),
+    (48, 400, 2, [48, 96, 192, 384, 400, 400]),
+    (1, 4, 2, [1, 2, 4, 4, 4, 4]),
+    (400, 400, 4, [400] * 6),
+    (500, 400, 4, [400] * 6),  # a first window larger than the cap: fixed windows
+    (48, 400, 1, [48] * 6),    # no growth: fixed windows of the first size
+    (3, 10, 2, [3, 6, 10, 10, 10, 10]),
 ])
-def test_windows_grow_from_the_first_to_the_cap(first, size, expected):
-    assert [window_limit(i, first, size) for i in range(6)] == expected
+def test_windows_grow_from_the_first_to_the_cap(first, size, growth, expected):
+    assert [window_limit(i, first, size, growth) for i in range(6)] == expected
 
 
 def test_window_limit_does_not_overflow_on_very_long_streams():
-    assert window_limit(10_000, 48, 400) == 400
+    assert window_limit(10_000, 48, 400, 16) == 400
 
 
 def test_growing_windows_close_at_each_limit():
-    windower = Windower(8, first=2)
+    windower = Windower(8, first=2, growth=2)
     closed = [w for p in "abcdefghijklmnopqrstuvwxyz" if (w := windower.add(chunk(p))) is not None]
     assert ["".join(w.texts[(0, "content")] for _ in [0]) for w in closed] == ["ab", "cdef", "ghijklmn", "opqrstuv"]
     assert windower.finish().texts == {(0, "content"): "wxyz"}

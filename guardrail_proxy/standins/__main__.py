@@ -76,7 +76,7 @@ def add_stats(app: Starlette, counters: Any) -> None:
 def build(args: argparse.Namespace) -> Starlette:
     app: Starlette
     if args.kind == "safeguard":
-        rules = [Rule(args.trigger, args.level)] if args.trigger else []
+        rules = [Rule(args.trigger, args.level, policy=args.trigger_policy)] if args.trigger else []
         sg = SafeguardBehaviour(rules=rules, delay_s=args.delay_ms / 1000, requests=CountingList(),
                                 usage=args.usage, reasoning_tokens=args.reasoning_tokens)
         app = build_safeguard_app(sg)
@@ -132,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
     sg = sub.add_parser("safeguard", parents=[common], help="stand-in for a vLLM-served gpt-oss-safeguard")
     sg.add_argument("--trigger", help="text that makes the stand-in report a violation")
     sg.add_argument("--level", type=int, default=2, help="severity reported for --trigger (default 2)")
+    sg.add_argument("--trigger-policy", help="only for policies whose text contains this (e.g. a label code)")
     sg.add_argument("--usage", choices=("fixed", "chars"), default="fixed",
                     help="fixed: 100 + 20 tokens per call; chars: estimated from the text, prefix cache modelled")
     sg.add_argument("--reasoning-tokens", type=int, default=0,
