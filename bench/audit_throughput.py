@@ -11,7 +11,7 @@ config and its audit files in the temporary directory:
   jsonl-sync    (only with --variants) jsonl under sync: the wait for the commit without SQLite's cost
 
 Each proxy has two routes, `none` (input and output checks disabled: nothing hides the audit cost) and
-`guarded-fast` (one policy on input and output, classifier over aiohttp: a realistic request). Each concurrency
+`guarded` (one policy on input and output, classifier over aiohttp: a realistic request). Each concurrency
 level runs in rounds; in every round each target (variant x route) gets its requests back to back, the order
 rotating from round to round, so drift hits every variant alike. After each batch: how many records the store
 already holds when the last reply has arrived (under sync it must be all of them), then a pause of at least
@@ -53,7 +53,7 @@ import throughput
 from harness import fmt
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ROUTES = {name: throughput.ROUTES[name] for name in ("none", "guarded-fast")}
+ROUTES = {name: throughput.ROUTES[name] for name in ("none", "guarded")}
 BASELINE = "jsonl"
 VARIANTS: dict[str, dict[str, Any]] = {  # the audit: section, without its path
     "jsonl": {"store": "jsonl", "durability": "batch", "batch_ms": 50},
@@ -61,7 +61,7 @@ VARIANTS: dict[str, dict[str, Any]] = {  # the audit: section, without its path
     "sqlite-sync": {"store": "sqlite", "durability": "sync"},
     "jsonl-sync": {"store": "jsonl", "durability": "sync"},
 }
-CHECKS_PER_REQUEST = {"none": 0, "guarded-fast": 2}  # rows in the SQLite `checks` table (input + output)
+CHECKS_PER_REQUEST = {"none": 0, "guarded": 2}  # rows in the SQLite `checks` table (input + output)
 
 
 @dataclass

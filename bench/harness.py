@@ -187,9 +187,11 @@ class Processes:
 
 
 def write_proxy_config(directory: Path, routes: dict[str, dict[str, Any]], classifier_url: str,
-                       upstreams: dict[str, dict[str, Any]], audit: dict[str, Any] | None = None) -> Path:
+                       upstreams: dict[str, dict[str, Any]], audit: dict[str, Any] | None = None,
+                       server: dict[str, Any] | None = None) -> Path:
     """proxy.yaml + routes/<name>.yaml under `directory`; every route gets the model name `bench-<name>`.
-    `audit` is the proxy's `audit:` section; by default a JSONL file, `directory`/audit.jsonl."""
+    `audit` is the proxy's `audit:` section; by default a JSONL file, `directory`/audit.jsonl. `server` adds
+    to the `server:` section."""
     routes_dir = directory / "routes"
     routes_dir.mkdir(parents=True, exist_ok=True)
     for name, route in routes.items():
@@ -197,10 +199,10 @@ def write_proxy_config(directory: Path, routes: dict[str, dict[str, Any]], class
                 "policies": [{"id": POLICY_ID, "phases": ["input", "output"]}], **route}
         (routes_dir / f"{name}.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
     proxy = {
-        "server": {"host": "127.0.0.1", "log_level": "warning"},
+        "server": {"host": "127.0.0.1", "log_level": "warning", **(server or {})},
         "classifiers": {
             "default": {"base_url": f"{classifier_url}/v1", "timeout_s": 20, "retries": 0},
-            "fast": {"base_url": f"{classifier_url}/v1", "timeout_s": 20, "retries": 0, "transport": "aiohttp"},
+            "sdk": {"base_url": f"{classifier_url}/v1", "timeout_s": 20, "retries": 0, "transport": "openai"},
         },
         "upstreams": upstreams,
         "policies": {"dirs": [str(POLICIES_DIR)]},

@@ -2,14 +2,16 @@
 """Non-streaming throughput: req/s, latency and proxy CPU per request, guarded vs unguarded vs direct.
 
 Starts, on 127.0.0.1 only, a STAND-IN upstream (fixed 32-word reply) and a STAND-IN classifier, both
-answering at once (0 ms), and two `guardrail-proxy serve` processes, one per upstream provider (`openai`:
-the SDK fast path; `litellm`). Each proxy has three routes:
+answering at once (0 ms), and one `guardrail-proxy serve` process per upstream provider (`openai`: the SDK
+fast path; `litellm`; `openai-asyncio`: the openai provider on asyncio's own loop instead of uvloop). Each
+proxy has three routes:
 
   none     input and output checks disabled: the proxy's own cost (parse, route, forward, audit)
-  guarded  one shipped policy on input and output: 3 calls per request (classifier, model, classifier)
-  guarded-fast  the same with the classifier's aiohttp transport instead of the openai SDK
+  guarded  one shipped policy on input and output: 3 calls per request (classifier, model, classifier), the
+           classifier through its default raw aiohttp transport
+  guarded-sdk  the same with the classifier called through the openai SDK (transport: openai)
 
-Targets: the stand-in upstream called directly, then {openai,litellm} x {none,guarded,guarded-fast}. Each concurrency
+Targets: the stand-in upstream called directly, then {providers} x {none,guarded,guarded-sdk}. Each concurrency
 level (default 1 and 32) runs in rounds; in every round each target gets its requests back to back, the
 order rotating from round to round. Per batch the stand-ins' /stats counters are zeroed and read back, to
 check that every guarded request made exactly 2 classifier calls and 1 upstream call (and unguarded ones
@@ -40,9 +42,9 @@ PROMPT = "Say something harmless about the weather."
 ROUTES: dict[str, dict[str, Any]] = {
     "none": {"upstream": "standin", "input": {"enabled": False}, "output": {"enabled": False}},
     "guarded": {"upstream": "standin"},
-    "guarded-fast": {"upstream": "standin", "classifier": "fast"},
+    "guarded-sdk": {"upstream": "standin", "classifier": "sdk"},
 }
-EXPECTED_CLASSIFIER_CALLS = {"none": 0, "guarded": 2, "guarded-fast": 2}
+EXPECTED_CLASSIFIER_CALLS = {"none": 0, "guarded": 2, "guarded-sdk": 2}
 
 
 def pooled(batches: list[dict[str, Any]]) -> dict[str, Any]:
@@ -141,7 +143,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=40, help="unmeasured requests per target first")
     p.add_argument("--batch-seconds", type=float, default=8.0, help="cap on one target's batch in one round")
     p.add_argument("--max-seconds", type=float, default=90.0, help="cap on the measuring phase")
-    p.add_argument("--providers", nargs="+", choices=["openai", "litellm"], default=["openai", "litellm"])
+    p.add_argument("--providers", nargs="+", choices=["openai", "openai-asyncio", "litellm"],
+                   default=["openai", "litellm"],
+                   help="openai-asyncio: the openai provider on asyncio's own event loop instead of uvloop")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 round, few requests (< 30 s)")
     p.add_argument("--out", type=Path, help="results JSON (default bench/results/throughput-<time>.json)")
     a = p.parse_args()
@@ -163,9 +167,10 @@ def main() -> None:
                 ("direct", f"{upstream_url}/v1", "stand-in-chat", None)]
             pids: dict[str, int] = {}
             for provider in a.providers:
-                make = harness.openai_upstream if provider == "openai" else harness.litellm_upstream
+                make = harness.litellm_upstream if provider == "litellm" else harness.openai_upstream
+                server = {"event_loop": "asyncio"} if provider.endswith("-asyncio") else {}
                 config = harness.write_proxy_config(Path(tmp) / provider, ROUTES, classifier_url,
-                                                    {"standin": make(upstream_url)})
+                                                    {"standin": make(upstream_url)}, server=server)
                 pid, url = procs.proxy(f"proxy-{provider}", config)
                 pids[provider] = pid
                 rss[provider] = {"ready_mb": harness.rss_mb(pid)}

@@ -50,6 +50,8 @@ class ServerConfig(Frozen):
                                        "so load balancers stop sending before the listener closes")
     shutdown_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="then: seconds requests and streams in flight get to finish")
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto", description="auto: uvloop where it is installed (Linux, macOS), else asyncio's own loop")
 
     @model_validator(mode="after")
     def _ops_port_apart(self) -> ServerConfig:

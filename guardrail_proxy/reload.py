@@ -15,7 +15,8 @@ from .config import ProxyConfig
 from .loader import LoadedConfig
 
 RESTART_ONLY = ("server.host", "server.port", "server.ops_host", "server.ops_port", "server.ops_key_env",
-                "server.log_level", "server.drain_s", "server.shutdown_timeout_s", "audit", "tracing")
+                "server.log_level", "server.drain_s", "server.shutdown_timeout_s", "server.event_loop", "audit",
+                "tracing")
 
 
 @dataclass(frozen=True)
