@@ -91,13 +91,14 @@ def conversation(client: openai.OpenAI, model: str, stats_url: str) -> list[dict
 
 
 def summary(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per turn: counts from the first round (they are the same every round: checked), TTFT median."""
+    """Per turn: calls and decision (the same every round: checked), token counts and TTFT as medians."""
     first = rounds[0]
     for other in rounds[1:]:
         for a, b in zip(first, other, strict=True):
-            if any(a[k] != b[k] for k in ("decision", *COUNTERS)):
-                sys.exit(f"turn {a['turn']}: counts or decision differ between rounds: {a} vs {b}")
-    return [{**t, "ttft_ms": statistics.median(r[i]["ttft_ms"] for r in rounds)} for i, t in enumerate(first)]
+            if a["decision"] != b["decision"] or a["requests"] != b["requests"]:
+                sys.exit(f"turn {a['turn']}: calls or decision differ between rounds: {a} vs {b}")
+    return [{**t, **{k: statistics.median(r[i][k] for r in rounds) for k in ("ttft_ms", *COUNTERS[1:])}}
+            for i, t in enumerate(first)]
 
 
 def table(results: dict[str, list[dict[str, Any]]]) -> str:
