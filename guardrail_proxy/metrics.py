@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .decisions import CheckFailure, CheckOutcome, Decision, Verdict
@@ -33,6 +33,8 @@ class Watched(Protocol):
     def load(self) -> dict[str, tuple[int, int]]: ...
 
     def in_flight(self) -> int: ...
+
+    def relayed_skips(self) -> int: ...
 
 
 class Metrics:
@@ -143,7 +145,7 @@ class LoadCollector(Collector):
     def __init__(self, watched: Watched) -> None:
         self.watched = watched
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         flying = GaugeMetricFamily("guardrail_requests_in_flight", "Requests started and not yet ended")
         flying.add_metric([], self.watched.in_flight())
         calls = GaugeMetricFamily("guardrail_classifier_in_flight", "Classifier calls holding a slot",
@@ -153,5 +155,8 @@ class LoadCollector(Collector):
         for name, (active, waiting) in sorted(self.watched.load().items()):
             calls.add_metric([name], active)
             queued.add_metric([name], waiting)
-        yield from (flying, calls, queued)
+        skipped = CounterMetricFamily("guardrail_checks_skipped_relayed",
+                                      "Checks not made: an assistant turn was a reply this proxy relayed clean")
+        skipped.add_metric([], self.watched.relayed_skips())
+        yield from (flying, calls, queued, skipped)
 

@@ -89,6 +89,10 @@ class Runtime:
     def load(self) -> dict[str, tuple[int, int]]:
         return self.served.load()
 
+    def relayed_skips(self) -> int:
+        """Checks not made because a relayed reply came back as history (relayed.py; kept across reloads)."""
+        return self.served.checker.relayed.skipped
+
     async def start(self) -> None:
         await self.audit.start()
         self.metrics.set_generation(self.served.generation, ok=True)

@@ -50,6 +50,9 @@ class Load:
     def in_flight(self):
         return 5
 
+    def relayed_skips(self):
+        return 12
+
 
 def test_exposition_parses_and_counts():
     metrics = Metrics()
