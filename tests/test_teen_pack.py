@@ -73,6 +73,9 @@ def test_in_policy_examples_are_not_near_copies_of_the_set(slug):
     examples = [example_text(content) for content, _ in in_policy_examples(raw)]
     texts = [row["text"] for row in rows]
     assert [(examples[i], rows[j]["id"], r) for i, j, r in near_copies(examples, texts)] == []
+    with_context = [row for row in rows if row.get("context")]  # an item's context is set text too
+    contexts = [row["context"] for row in with_context]
+    assert [(examples[i], with_context[j]["id"], r) for i, j, r in near_copies(examples, contexts)] == []
 
 
 @pytest.mark.parametrize("slug", SLUGS)
