@@ -19,11 +19,18 @@ from .errors import ClassifierError
 
 
 def error_message(body: bytes) -> str:
+    """The message of an error body: OpenAI's `{"error": {"message"}}`, vLLM's top-level `{"message"}`, a bare
+    `{"error": "..."}`, or else the body's first characters."""
     try:
-        error = json.loads(body).get("error", {})
-        return str(error.get("message") if isinstance(error, dict) else error)[:300]
-    except (ValueError, AttributeError):
-        return body[:300].decode("utf-8", "replace")
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error")
+        found = error.get("message") if isinstance(error, dict) else error if error is not None else data.get("message")
+        if found is not None:
+            return str(found)[:300]
+    return body[:300].decode("utf-8", "replace")
 
 
 class AiohttpSafeguardClient(RetryingClassifier):

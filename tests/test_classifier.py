@@ -179,3 +179,15 @@ async def test_ping_does_not_queue_behind_busy_calls(make_client, safeguard):
                                               (503, "http")])
 def test_http_kind(status, kind):
     assert http_kind(status) == kind
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (b'{"error": {"message": "bad key", "type": "auth"}}', "bad key"),           # OpenAI
+    (b'{"object": "error", "message": "maximum context length", "code": 400}', "maximum context length"),  # vLLM
+    (b'{"error": "overloaded"}', "overloaded"),
+    (b'{"detail": "x"}', '{"detail": "x"}'),
+    (b"<html>502</html>", "<html>502</html>"),
+])
+def test_error_messages_of_every_shape_are_read(body, expected):
+    from guardrail_proxy.classifier_aiohttp import error_message
+    assert error_message(body) == expected
