@@ -6,7 +6,7 @@ one proxy process per variant, each with its own verdict cache and relayed-reply
 
   today      the route as it was before the economics levers: fixed 400-character windows, every assistant turn
              judged again as history (first_window_chars = window_chars, input.trust_relayed false)
-  levers     the defaults now: growing windows (48 characters, doubling) and relayed replies trusted
+  levers     the defaults now: growing windows (48 characters, then x4 up to 800) and relayed replies trusted
   combined   levers plus combine_policies: all six policies judged in one call per text (opt-in; its accuracy
              cost is measured with `guardrail-proxy eval --combine`, not here)
 

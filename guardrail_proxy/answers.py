@@ -42,10 +42,9 @@ def parse_answer(content: str | None, policy: Policy) -> Answer:
             "the classifier returned an empty answer (often a max_tokens cap spent on reasoning)",
             kind="unparseable")
     text = content.strip()
-    if policy.format == "bundle":  # several policies in one answer (bundles.py): every member must be readable
-        for member in policy.members:
-            parse_member(text, member)
-        return Answer(False, 0, None)
+    if policy.format == "bundle":  # several policies in one answer (bundles.py): exactly one line per member
+        answers = parse_bundle(text, policy.members)
+        return Answer(any(a.violation for a in answers), max((a.severity for a in answers), default=0), None)
     if policy.format == "json" or text.startswith(("{", "```")):
         return parse_json_answer(text, policy)
     bare = WRAPPING.match(text).group(1)  # type: ignore[union-attr]  # the pattern matches any string
@@ -110,6 +109,22 @@ def member_lines(raw: str) -> dict[str, list[str]]:
         if match:
             found.setdefault(match.group(1), []).append(match.group(2))
     return found
+
+
+def parse_bundle(raw: str, members: tuple[Policy, ...]) -> list[Answer]:
+    """A combined answer, strictly: exactly one non-empty line per member, in the prompt's order, each naming
+    its member and read with that member's parser. Anything else (a lead-in sentence, an echoed line of the
+    content, a missing or extra line) is unparseable: a line the model did not write for a member must never be
+    taken as its verdict."""
+    lines = [line for line in raw.splitlines() if line.strip()]
+    if len(lines) != len(members):
+        raise unparseable(f"expected {len(members)} lines, one per policy ({', '.join(m.id for m in members)})",
+                          raw)
+    for line, member in zip(lines, members, strict=True):
+        match = MEMBER_LINE.match(line)
+        if not match or match.group(1) != member.id:
+            raise unparseable(f"expected the line for policy '{member.id}' here, in the prompt's order", raw)
+    return [parse_member(raw, member) for member in members]
 
 
 def parse_member(raw: str, policy: Policy) -> Answer:

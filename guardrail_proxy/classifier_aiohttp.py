@@ -42,7 +42,8 @@ class AiohttpSafeguardClient(RetryingClassifier):
             self.headers["authorization"] = f"Bearer {api_key}"
         # Built inside the app's lifespan (a running loop), reused for every call. No connection cap here:
         # the semaphore bounds classifier calls, and /readyz's probe must not queue behind them.
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        # trust_env: HTTP(S)_PROXY and NO_PROXY apply, as they do to the SDK transport (httpx).
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=True)
 
     async def send(self, request: dict[str, Any], timeout_s: float) -> Reply:
         try:

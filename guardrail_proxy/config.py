@@ -249,7 +249,8 @@ class InputCheck(Frozen):
     context_turns: int = Field(2, ge=0, le=50, description="earlier turns shown to the classifier")
     trust_relayed: bool = Field(
         True, description="an assistant turn byte-identical to a reply this proxy relayed after its output check "
-                          "found nothing is not judged again by the policies that judged it (relayed.py)")
+                          "found nothing is not judged again by the same policies and classifier (relayed.py); "
+                          "false: judge it again, whole, as history (a second look at a reply judged in windows)")
 
 
 class OutputCheck(Frozen):
@@ -265,8 +266,9 @@ class OutputCheck(Frozen):
                               "one classifier latency after the model starts (at least window_chars: fixed windows)")
     window_growth: int = Field(
         4, ge=1, le=16, description="window mode: each window is this many times the previous one, up to "
-                                    "window_chars: released text stays far ahead of a reader, and a long reply "
-                                    "costs no more calls than fixed windows of 400 (1: fixed windows)")
+                                    "window_chars: released text stays far ahead of a reader, and a 1,500-"
+                                    "character reply costs as many calls as fixed windows of 400 (a short one a "
+                                    "call more) (1: fixed windows)")
     window_context_chars: int = Field(
         200, ge=0, description="window mode: characters of the previous window judged again with each window, "
                                "so a phrase split by a window boundary is judged whole")

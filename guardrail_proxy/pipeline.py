@@ -129,10 +129,14 @@ def refused(phase: Phase, kind: str, message: str) -> Decision:
 class Checker:
     def __init__(self, classifiers: dict[str, Classifier], policies: dict[str, Policy],
                  on_outcome: OnOutcome | None = None, max_chars: dict[str, int] | None = None,
-                 capacity: dict[str, int] | None = None, relayed: RelayedReplies | None = None) -> None:
+                 capacity: dict[str, int] | None = None, relayed: RelayedReplies | None = None,
+                 settings_keys: dict[str, str] | None = None) -> None:
         self.classifiers = classifiers
         self.policies = policies
         self.relayed = relayed if relayed is not None else RelayedReplies()
+        # Per classifier: a digest of its settings (endpoint, model, effort, ...), so a reply one classifier judged
+        # is not taken as judged by another, or by the same one after its settings changed.
+        self.settings_keys = settings_keys or {}
         self.bundles = Bundles()  # combined prompts (combine_policies), built once per set of policies
         self.on_outcome = on_outcome or (lambda _o: None)
         self.max_chars = max_chars or {}
@@ -179,15 +183,20 @@ class Checker:
             return None
 
         def judged(policy: Policy, subject: Subject) -> bool:
-            skip = subject.target.role == "assistant" and self.relayed.judged(subject.target.text, policy.answer_key)
+            skip = subject.target.role == "assistant" and self.relayed.judged(subject.target.text,
+                                                                              self.judge_key(route, policy))
             self.relayed.skipped += skip
             return skip
         return judged
 
+    def judge_key(self, route: RouteConfig, policy: Policy) -> str:
+        """Who judged: the policy version and the route's classifier with its settings."""
+        return f"{self.settings_keys.get(route.classifier, route.classifier)}|{policy.answer_key}"
+
     def relayed_clean(self, route: RouteConfig, texts: Iterable[str], decisions: Sequence[Decision]) -> None:
         """After a reply's output checks all found nothing, remember its texts for the policies that judged them."""
         if route.output.enabled and decisions and clean(decisions):
-            keys = [self.policies[rule.id].answer_key for rule in route.policies if "output" in rule.phases]
+            keys = [self.judge_key(route, self.policies[rule.id]) for rule in route.policies if "output" in rule.phases]
             for text in texts:
                 self.relayed.remember(text, keys)
 

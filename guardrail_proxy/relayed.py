@@ -3,10 +3,15 @@
 Chat clients resend the whole conversation each turn, so the assistant's previous reply arrives again as
 history, and a route that checks every role (`input.scope: all`) would judge it once more under every policy,
 this time as one long text: as many calls as the reply's own output check, for an answer already given.
-A reply is remembered by the SHA-256 of its exact text together with the policies (their answer keys:
-digest and format) that found nothing in it. An assistant turn whose text is byte-identical is skipped for
-those policies only; an edited or forged turn, a reply some policy flagged, a reply judged under an older
-version of a policy, or one this process never relayed, is judged as usual. Bounded, oldest first out; per
+A reply is remembered by the SHA-256 of its exact text together with who found nothing in it: each policy
+version (answer key: digest and format) with the classifier and its settings (pipeline.Checker.judge_key).
+An assistant turn whose text is byte-identical is skipped for those judges only; an edited or forged turn, a
+reply some policy flagged, a reply judged under an older policy version or by another classifier (another
+route's, or this one before a settings change), or one this process never relayed, is judged as usual.
+
+The trade-off: a streamed reply was judged in windows (each with the tail of the text before it), not as one
+text in the context of the next turn; judging it again as history was a second look at it whole. Routes that
+want that second look set `input.trust_relayed: false`. Bounded, oldest first out; per
 process (a miss costs a classifier call, never a skipped check).
 """
 

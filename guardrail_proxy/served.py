@@ -19,6 +19,7 @@ from .classifier_factory import build_classifier
 from .config import ClassifierConfig
 from .loader import LoadedConfig
 from .pipeline import Checker, OnOutcome
+from .policies import digest_of
 from .settings import Settings
 from .tracing import Tracing
 from .upstream import Upstream, build_upstream
@@ -66,7 +67,9 @@ class Served:
                           max_chars={name: cfg.max_input_chars for name, cfg in proxy.classifiers.items()},
                           capacity={name: cfg.max_concurrency + cfg.max_queue
                                     for name, cfg in proxy.classifiers.items()},
-                          relayed=previous.checker.relayed if previous is not None else None)
+                          relayed=previous.checker.relayed if previous is not None else None,
+                          settings_keys={name: digest_of(cfg.model_dump_json())
+                                         for name, cfg in proxy.classifiers.items()})
         return cls(config, settings, classifiers, upstreams, checker, clients, generation)
 
     def cache_of(self, name: str, cfg: ClassifierConfig) -> OrderedDict[tuple[str, str], Classification] | None:

@@ -27,6 +27,11 @@ class SharedCall:
     def __init__(self, task: asyncio.Future[Classification]) -> None:
         self.task = task
         self.waiting = 0
+        self.abandoned = False  # cancelled for want of waiters: a new request must not join it
+
+    @property
+    def joinable(self) -> bool:
+        return not self.abandoned and not self.task.done()
 
     async def join(self) -> Classification:
         self.waiting += 1
@@ -35,6 +40,7 @@ class SharedCall:
         finally:
             self.waiting -= 1
             if not self.waiting and not self.task.done():
+                self.abandoned = True
                 self.task.cancel()
 
 
@@ -56,7 +62,10 @@ class CachingClassifier:
         return policy.answer_key, hashlib.sha256(content.encode("utf-8", "backslashreplace")).hexdigest()
 
     def knows(self, policy: Policy, content: str) -> bool:
-        return self.key(policy, content) in self.entries
+        """The answer costs no new call: it is cached, or a call for it is in flight."""
+        key = self.key(policy, content)
+        call = self.flying.get(key)
+        return key in self.entries or (call is not None and call.joinable)
 
     async def classify(self, policy: Policy, content: str) -> Classification:
         key = self.key(policy, content)
@@ -66,7 +75,7 @@ class CachingClassifier:
             self.hits += 1
             return replace(found, latency_ms=0.0, cached=True)
         call = self.flying.get(key)
-        if call is not None:  # the same question is being asked right now: wait for that answer
+        if call is not None and call.joinable:  # the same question is being asked right now: wait for that answer
             self.shared += 1
             started = time.perf_counter()
             result = await call.join()

@@ -39,29 +39,37 @@ GOOD = 'violence: TV2\nselfharm: 0\nspam: {"violation": 1, "policy_category": "a
 
 @pytest.mark.parametrize(("raw", "expected"), [
     (GOOD, [("TV2", True), ("0", False), ("ads", True)]),
-    ("Here are my answers.\n- `violence`: TV0\n- **selfharm**: 1\n* spam: {\"violation\": 0}", [
-        ("TV0", False), ("1", True), ("0", False)]),  # list markup and a lead-in line are tolerated
-    ("violence: TV1\nviolence: TV1\nselfharm: 0\nspam: {\"violation\": 0}", [("TV1", True), ("0", False),
-                                                                            ("0", False)]),  # repeats agree
+    ("- `violence`: TV0\n\n- **selfharm**: 1\n* spam: {\"violation\": 0}\n", [
+        ("TV0", False), ("1", True), ("0", False)]),  # list markup and blank lines are tolerated
 ])
 def test_each_member_is_read_with_its_own_parser(raw, expected):
-    parse_answer(raw, BUNDLE)  # the whole answer is readable
+    summary = parse_answer(raw, BUNDLE)
     got = [parse_member(raw, p) for p in (VIOLENCE, SELFHARM, SPAM)]
     assert [(a.label, a.violation) for a in got] == expected
+    assert summary.violation == any(v for _, v in expected) and summary.label is None
 
 
 @pytest.mark.parametrize(("raw", "reason"), [
-    ("violence: TV2\nspam: {\"violation\": 0}", "no line for policy 'selfharm'"),
-    ("violence: TV2\nviolence: TV0\nselfharm: 0\nspam: {\"violation\": 0}", "conflicting lines for policy 'violence'"),
+    ("violence: TV2\nspam: {\"violation\": 0}", "expected 3 lines"),
+    ("violence: TV2\nviolence: TV0\nselfharm: 0\nspam: {\"violation\": 0}", "expected 3 lines"),
+    ("Here are my answers.\nviolence: TV0\nselfharm: 0\nspam: {\"violation\": 0}", "expected 3 lines"),
+    ("selfharm: 0\nviolence: TV0\nspam: {\"violation\": 0}", "line for policy 'violence' here"),
     ("violence: GV2\nselfharm: 0\nspam: {\"violation\": 0}", "policy 'violence' in a combined answer: expected one"),
     ("violence: TV0\nselfharm: maybe\nspam: {\"violation\": 0}", "policy 'selfharm' in a combined answer"),
-    ("TV0", "no line for policy 'violence'"),
+    ("TV0", "expected 3 lines"),
     ("", "empty answer"),
 ])
 def test_an_answer_missing_or_garbling_any_member_is_a_classifier_error(raw, reason):
     with pytest.raises(ClassifierError) as info:
         parse_answer(raw, BUNDLE)
     assert reason in info.value.message and info.value.kind == "unparseable"
+
+
+def test_a_line_echoed_from_the_content_is_never_taken_as_a_verdict():
+    """The model quoted the content ('violence: TV0') and left out its own violence line."""
+    echoed = "violence: TV0\nselfharm: 0\nspam: {\"violation\": 0}\nviolence: TV0"
+    with pytest.raises(ClassifierError):
+        parse_answer(echoed, BUNDLE)
 
 
 def test_the_stand_in_answers_a_bundle_line_by_line():

@@ -113,3 +113,18 @@ def test_a_reply_with_any_finding_is_judged_again(make_proxy):
                                          messages=[{"role": "user", "content": "tell me about owls"}])
     proxy.client.chat.completions.create(model="test-model", messages=history("Owls hunt at night."))
     assert judged_texts(proxy, "Owls hunt at night.") == 2  # on output, then again as history
+
+
+def test_a_reply_judged_by_another_classifier_is_judged_again(make_proxy, safeguard):
+    """Route `strict` asks another classifier (another model on the same server) than the route that relayed."""
+    url = f"{safeguard[1].url}/v1"
+    classifiers = {"default": {"base_url": url, "cache_entries": 0},
+                   "strict": {"base_url": url, "cache_entries": 0, "model": "safeguard-120b"}}
+    route = {"input": {"scope": "all", "context_turns": 1}, "policies": [{"id": "violence"}], "upstream": "standin"}
+    proxy = make_proxy(route, proxy_extra={"classifiers": classifiers}, extra_routes={
+        "strict": {**route, "models": ["strict-model"], "classifier": "strict"}})
+    turn_one(proxy, stream=True)
+    proxy.client.chat.completions.create(model="test-model", messages=history(REPLY))
+    assert judged_texts(proxy, REPLY) == 1  # the same route and classifier: skipped
+    proxy.client.chat.completions.create(model="strict-model", messages=history(REPLY))
+    assert judged_texts(proxy, REPLY) == 2  # another classifier: judged

@@ -170,3 +170,26 @@ async def test_the_call_is_cancelled_when_no_one_waits_any_more():
     await asyncio.gather(*tasks, return_exceptions=True)
     await settle()
     assert inner.cancelled == 1 and not cache.flying and not cache.knows(POLICY, "x")
+
+
+async def test_a_request_arriving_while_an_abandoned_call_winds_down_makes_its_own():
+    inner = Slow()
+    cache = CachingClassifier(inner, 10)
+    first = asyncio.create_task(cache.classify(POLICY, "x"))
+    await settle()
+    first.cancel()
+    await asyncio.sleep(0)  # the call is being cancelled but has not ended yet
+    second = asyncio.create_task(cache.classify(POLICY, "x"))
+    await settle()
+    inner.release.set()
+    assert (await second).answer.label == "TV0" and len(inner.calls) == 2
+
+
+async def test_a_call_in_flight_counts_as_known():
+    inner = Slow()
+    cache = CachingClassifier(inner, 10)
+    task = asyncio.create_task(cache.classify(POLICY, "x"))
+    await settle()
+    assert cache.knows(POLICY, "x") and not cache.knows(POLICY, "y")
+    inner.release.set()
+    await task
