@@ -141,3 +141,17 @@ def test_the_ops_port_must_differ_from_the_main_port():
     with pytest.raises(ValueError, match="ops_port must differ from port"):
         ServerConfig(port=8080, ops_port=8080)
     assert ServerConfig(port=0, ops_port=0).ops_port == 0  # both picked free by the OS
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", None)])
+def test_the_event_loop_is_uvloop_unless_asked_otherwise(choice, expected):
+    from guardrail_proxy.serving import loop_factory
+    factory = loop_factory(choice)
+    if expected is None:
+        assert factory is None
+    else:
+        loop = factory()
+        try:
+            assert type(loop).__module__.startswith(expected)
+        finally:
+            loop.close()
