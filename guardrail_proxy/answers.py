@@ -101,16 +101,6 @@ def parse_json_answer(text: str, policy: Policy) -> Answer:
 MEMBER_LINE = re.compile(r"^\s*(?:[-*]\s*)?[`*\"']*([a-z0-9][a-z0-9_.-]*)[`*\"']*\s*:\s*(.*?)\s*$")
 
 
-def member_lines(raw: str) -> dict[str, list[str]]:
-    """Each `<policy id>: <answer>` line of a combined answer, by policy id (every line for an id, in order)."""
-    found: dict[str, list[str]] = {}
-    for line in raw.splitlines():
-        match = MEMBER_LINE.match(line)
-        if match:
-            found.setdefault(match.group(1), []).append(match.group(2))
-    return found
-
-
 def parse_bundle(raw: str, members: tuple[Policy, ...]) -> list[Answer]:
     """A combined answer, strictly: exactly one non-empty line per member, in the prompt's order, each naming
     its member and read with that member's parser. Anything else (a lead-in sentence, an echoed line of the
@@ -120,22 +110,14 @@ def parse_bundle(raw: str, members: tuple[Policy, ...]) -> list[Answer]:
     if len(lines) != len(members):
         raise unparseable(f"expected {len(members)} lines, one per policy ({', '.join(m.id for m in members)})",
                           raw)
+    answers = []
     for line, member in zip(lines, members, strict=True):
         match = MEMBER_LINE.match(line)
         if not match or match.group(1) != member.id:
             raise unparseable(f"expected the line for policy '{member.id}' here, in the prompt's order", raw)
-    return [parse_member(raw, member) for member in members]
-
-
-def parse_member(raw: str, policy: Policy) -> Answer:
-    """One policy's answer in a combined answer: exactly one line for it (repeats must agree), read with the
-    policy's own parser."""
-    lines = member_lines(raw).get(policy.id, [])
-    if not lines:
-        raise unparseable(f"the combined answer has no line for policy '{policy.id}'", raw)
-    if len(set(lines)) > 1:
-        raise unparseable(f"the combined answer has conflicting lines for policy '{policy.id}'", raw)
-    try:
-        return parse_answer(lines[0], policy)
-    except ClassifierError as exc:
-        raise ClassifierError(f"policy '{policy.id}' in a combined answer: {exc.message}", kind=exc.kind) from None
+        try:
+            answers.append(parse_answer(match.group(2), member))
+        except ClassifierError as exc:
+            raise ClassifierError(f"policy '{member.id}' in a combined answer: {exc.message}",
+                                  kind=exc.kind) from None
+    return answers

@@ -7,10 +7,10 @@ accurate); `guardrail-proxy eval --combine` measures that cost on a labelled set
 
 The bundle is sent as a `Policy` of format "bundle": its text is the combined prompt, byte-identical for the
 same policies in the same order (so vLLM's prefix cache serves it), and its answer key covers every member's
-digest, so an edit of any member misses the answer cache. The answer is read per member, each line with that
-member's own strict parser (answers.parse_member): an answer where any member lacks exactly one readable line
-is a ClassifierError for the whole call (never cached), and follows the route's fail mode like any failed
-check. Nothing turns an odd answer into an allow.
+digest, so an edit of any member misses the answer cache. The answer is read strictly (answers.parse_bundle):
+exactly one line per member, in order, each with that member's own parser; anything else is a
+ClassifierError for the whole call (never cached), and follows the route's fail mode like any failed check.
+Nothing turns an odd answer into an allow.
 """
 
 from __future__ import annotations

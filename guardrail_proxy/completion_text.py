@@ -8,6 +8,8 @@ rather than rewrite a choice.
 
 from __future__ import annotations
 
+from typing import Any
+
 from openai.types.chat import ChatCompletion
 
 from .config import RouteConfig
@@ -22,11 +24,21 @@ COMPLETION_STRUCTURE = frozenset({"id", "object", "created", "model", "system_fi
                                   "choices"})
 
 
-def completion_subjects(completion: ChatCompletion, chat: ChatRequest, route: RouteConfig) -> list[Subject]:
-    subjects = []
+def choice_messages(completion: ChatCompletion) -> list[tuple[dict[str, Any], str]]:
+    """Each choice's JSON and its message's text (message_text: what a client sends back as history), read
+    once for both the output check and the relayed-reply memory (relayed.py)."""
+    found = []
     for choice in completion.choices:
         data = choice.model_dump(mode="json", exclude_none=True, warnings=False)
-        message = message_text(Message.model_validate(data.get("message") or {"role": "assistant"}))
+        found.append((data, message_text(Message.model_validate(data.get("message") or {"role": "assistant"}))))
+    return found
+
+
+def completion_subjects(completion: ChatCompletion, chat: ChatRequest, route: RouteConfig,
+                        choices: list[tuple[dict[str, Any], str]] | None = None) -> list[Subject]:
+    subjects = []
+    read = choice_messages(completion) if choices is None else choices
+    for choice, (data, message) in zip(completion.choices, read, strict=True):
         logprobs = logprob_text(data["logprobs"]) if route.output.logprobs == "check" and data.get("logprobs") else ""
         text = "\n".join(t for t in (message, text_of(data, skip=CHOICE_STRUCTURE), logprobs) if t.strip())
         if text.strip():
@@ -35,11 +47,3 @@ def completion_subjects(completion: ChatCompletion, chat: ChatRequest, route: Ro
     if top:
         subjects.append(Subject(Turn("assistant", top), index=OUTSIDE))
     return subjects
-
-
-def reply_texts(completion: ChatCompletion) -> list[str]:
-    """Each choice's message as a client sends it back as history (message_text), for relayed.py."""
-    return [message_text(Message.model_validate(choice.model_dump(mode="json", exclude_none=True,
-                                                                  warnings=False).get("message") or
-                                                {"role": "assistant"}))
-            for choice in completion.choices]

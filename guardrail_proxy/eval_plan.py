@@ -111,7 +111,7 @@ def combined_versions(base: Version) -> list[Version]:
 def versions_of(args: argparse.Namespace, settings: Settings) -> list[Version]:
     versions = base_versions(args, settings)
     pair = ("model", args.models) if args.models else ("reasoning_effort", args.efforts) if args.efforts else None
-    if getattr(args, "combine", False):
+    if args.combine:
         if not args.route:
             raise ConfigError("--combine", "", "--combine compares a route's policies asked one call each with all "
                                                "of them in one call: name the route with --route")

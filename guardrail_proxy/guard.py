@@ -16,7 +16,7 @@ from typing import Any
 from openai.types.chat import ChatCompletion
 
 from .audit import AuditRecord
-from .completion_text import completion_subjects, reply_texts
+from .completion_text import choice_messages, completion_subjects
 from .config import RouteConfig, UpstreamConfig
 from .decisions import Decision, Outcome
 from .pipeline import Checker
@@ -135,7 +135,8 @@ class Exchange:
         # An upstream's off-spec value (say, content as a list of parts) is relayed as sent, without a warning.
         body = completion.model_dump(mode="json", exclude_unset=True, warnings=False)
         if self.route.output.enabled:
-            decision = await self.checker.check("output", completion_subjects(completion, chat, self.route),
+            choices = choice_messages(completion)
+            decision = await self.checker.check("output", completion_subjects(completion, chat, self.route, choices),
                                                 self.route)
             self.decisions.append(decision)
             if decision.outcome is Outcome.UNAVAILABLE:
@@ -145,7 +146,7 @@ class Exchange:
             if decision.outcome is Outcome.REWRITE:
                 rewrite_choices(body, decision)
             else:  # relayed as the model wrote it: when it comes back as history, it need not be judged again
-                self.checker.relayed_clean(self.route, reply_texts(completion), [decision])
+                self.checker.relayed_clean(self.route, [message for _, message in choices], [decision])
         if self.route.output.logprobs == "strip" or not self.route.output.enabled:
             strip_logprobs(body)
         return self.finish(Reply(200, body))

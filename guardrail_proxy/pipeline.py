@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from .answers import parse_member
+from .answers import parse_bundle
 from .bundles import Bundles
 from .classifier import Classification, Classifier
 from .config import ClassifierConfig, RouteConfig
@@ -89,22 +89,23 @@ def plan_calls(checks: Sequence[Check], combine: bool,
 
 def member_results(call: Call, result: Classification | ClassifierError
                    ) -> dict[tuple[str, str], Classification | ClassifierError]:
-    """A call's result for each policy it answers: a bundle's answer read line by line, per member; its
-    tokens are counted once, on the first member. Pure."""
+    """A call's result for each policy it answers: a bundle's answer read per member (answers.parse_bundle,
+    which already accepted it whole when the call was answered); its tokens are counted once, on the first
+    member. Pure."""
     if call.policy.format != "bundle" or isinstance(result, ClassifierError):
         return {(m.answer_key, call.content): result for m in call.members}
-    answers: dict[tuple[str, str], Classification | ClassifierError] = {}
-    for position, member in enumerate(call.members):
-        try:
-            answer = parse_member(result.raw, member)
-        except ClassifierError as exc:
-            answers[(member.answer_key, call.content)] = exc
-            continue
-        first = position == 0
-        answers[(member.answer_key, call.content)] = replace(
-            result, answer=answer, prompt_tokens=result.prompt_tokens if first else None,
-            completion_tokens=result.completion_tokens if first else None)
-    return answers
+    answers = parse_bundle(result.raw, call.members)
+    return {(member.answer_key, call.content): replace(
+                result, answer=answer, prompt_tokens=result.prompt_tokens if position == 0 else None,
+                completion_tokens=result.completion_tokens if position == 0 else None)
+            for position, (member, answer) in enumerate(zip(call.members, answers, strict=True))}
+
+
+def answers_by_key(calls: Sequence[Call], answered: Sequence[Classification | ClassifierError]
+                   ) -> dict[tuple[str, str], Classification | ClassifierError]:
+    """Each check's answer (by Check.key) from the calls made for them, in plan_calls' order. Pure."""
+    return {key: result for call, answer in zip(calls, answered, strict=True)
+            for key, result in member_results(call, answer).items()}
 
 
 def clean(decisions: Iterable[Decision]) -> bool:
@@ -216,8 +217,7 @@ class Checker:
             for future in futures:
                 if isinstance(future, asyncio.Future):
                     future.cancel()  # no-op when done; stops stragglers when we are cancelled
-        results = {key: result for call, answer in zip(calls, answered, strict=True)
-                   for key, result in member_results(call, answer).items()}
+        results = answers_by_key(calls, answered)
         outcomes = [to_outcome(phase, c, results[c.key]) for c in checks]
         for outcome in outcomes:
             self.on_outcome(outcome)

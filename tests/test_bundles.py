@@ -6,7 +6,7 @@ import openai
 import pytest
 from conftest import JSON_POLICY, SELFHARM_POLICY, VIOLENCE_POLICY, user
 
-from guardrail_proxy.answers import parse_answer, parse_member
+from guardrail_proxy.answers import parse_answer, parse_bundle
 from guardrail_proxy.bundles import bundle_policy, bundle_prompt
 from guardrail_proxy.errors import ClassifierError
 from guardrail_proxy.pipeline import Check, plan_calls
@@ -44,7 +44,7 @@ GOOD = 'violence: TV2\nselfharm: 0\nspam: {"violation": 1, "policy_category": "a
 ])
 def test_each_member_is_read_with_its_own_parser(raw, expected):
     summary = parse_answer(raw, BUNDLE)
-    got = [parse_member(raw, p) for p in (VIOLENCE, SELFHARM, SPAM)]
+    got = parse_bundle(raw, (VIOLENCE, SELFHARM, SPAM))
     assert [(a.label, a.violation) for a in got] == expected
     assert summary.violation == any(v for _, v in expected) and summary.label is None
 
@@ -74,8 +74,9 @@ def test_a_line_echoed_from_the_content_is_never_taken_as_a_verdict():
 
 def test_the_stand_in_answers_a_bundle_line_by_line():
     content, _, judged = answer_any(BUNDLE.text, "a knife", [Rule("knife", 3, policy="TV0")])
-    assert judged == 3 and parse_member(content, VIOLENCE).label == "TV3"
-    assert not parse_member(content, SELFHARM).violation and not parse_member(content, SPAM).violation
+    violence, selfharm, spam = parse_bundle(content, BUNDLE.members)
+    assert judged == 3 and violence.label == "TV3"
+    assert not selfharm.violation and not spam.violation
 
 
 def checks(*pairs: tuple[object, str]) -> list[Check]:

@@ -19,7 +19,7 @@ from ..config import RouteConfig
 from ..dataset_rows import Example
 from ..decisions import CheckFailure, CheckOutcome, Phase, Verdict, combine, worst
 from ..errors import ClassifierError
-from ..pipeline import Call, Check, member_results, plan_calls, plan_checks, to_outcome
+from ..pipeline import Call, Check, answers_by_key, plan_calls, plan_checks, to_outcome
 from ..policies import Policy
 from ..protocol import Message
 from ..subjects import input_subjects, output_subject
@@ -126,8 +126,7 @@ def route_judge(asker: Asker, route: RouteConfig, policies: dict[str, Policy], m
         phase, checks = route_checks(example, route, policies, max_chars)
         calls = plan_calls(checks, route.combine_policies, bundle)
         answered = await asyncio.gather(*(ask(call) for call in calls))
-        results = {key: result for call, answer in zip(calls, answered, strict=True)
-                   for key, result in member_results(call, answer).items()}
+        results = answers_by_key(calls, answered)
         # Tokens are counted once per call: on the first check that reads each answer.
         answers, counted = [], set()
         for check in checks:
