@@ -153,10 +153,16 @@ def input_subjects(messages: Sequence[Message], check: InputCheck) -> list[Subje
 
 
 def context_before(all_turns: list[Turn], index: int, count: int) -> tuple[Turn, ...]:
-    if count == 0:
-        return ()
-    earlier = [t for t in all_turns[:index] if t.role in ("user", "assistant") and t.text.strip()]
-    return tuple(earlier[-count:])
+    """The last `count` user or assistant turns with text before `index`. Read backwards from `index`, so
+    judging every message of a long conversation (scope: all) costs turns x count, not turns squared."""
+    found: list[Turn] = []
+    for i in range(index - 1, -1, -1):
+        if len(found) == count:
+            break
+        turn = all_turns[i]
+        if turn.role in ("user", "assistant") and turn.text.strip():
+            found.append(turn)
+    return tuple(reversed(found))
 
 
 def output_subject(text: str, messages: Sequence[Message], check: OutputCheck, choice: int) -> Subject:

@@ -10,6 +10,7 @@ from guardrail_proxy.subjects import (
     Subject,
     Turn,
     call_text,
+    context_before,
     input_subjects,
     message_text,
     neutralise,
@@ -117,3 +118,12 @@ def test_content_cannot_forge_the_markers(forged):
 ])
 def test_every_part_of_a_call_is_read(call, expected):
     assert call_text(call) == expected
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5, 50])
+@pytest.mark.parametrize("index", [0, 1, 3, 6, 8])
+def test_context_before_is_the_last_user_or_assistant_turns_with_text(index, count):
+    turns = [Turn("system", "rules"), Turn("user", "a"), Turn("assistant", " "), Turn("tool", "t"),
+             Turn("assistant", "b"), Turn("user", "c"), Turn("developer", "d"), Turn("user", "e")]
+    earlier = [t for t in turns[:index] if t.role in ("user", "assistant") and t.text.strip()]
+    assert context_before(turns, index, count) == (tuple(earlier[-count:]) if count else ())
