@@ -33,6 +33,28 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (2, (
         "CREATE INDEX IF NOT EXISTS checks_ts ON checks (ts)",  # prune: checks past retention, without a scan
     )),
+    (3, (
+        # A reviewer's mark on one policy's verdict in one phase of a request (audit_reviews.py): the verdict was
+        # right (correct = 1), or it should have been `label`. Every mark is kept; the newest one counts.
+        """CREATE TABLE IF NOT EXISTS reviews (
+            review_id TEXT PRIMARY KEY, request_id TEXT NOT NULL, phase TEXT NOT NULL, policy TEXT NOT NULL,
+            verdict_label TEXT, correct INTEGER NOT NULL, label TEXT, note TEXT, reviewer TEXT NOT NULL,
+            ts DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS reviews_request ON reviews (request_id, phase, policy, ts)",
+        "CREATE INDEX IF NOT EXISTS reviews_ts ON reviews (ts)",
+        # A candidate policy's verdict beside the enforced one, on live traffic (shadow checks): never part of a
+        # decision, so never in `checks`. `agree` is 1 when both found the same label, null when either failed;
+        # `detail` is JSON (reasoning, rationale, the raw answer).
+        """CREATE TABLE IF NOT EXISTS shadow_checks (
+            request_id TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, route TEXT NOT NULL, phase TEXT NOT NULL,
+            policy TEXT NOT NULL, subject TEXT, enforced_digest TEXT, candidate_digest TEXT NOT NULL,
+            enforced_result TEXT, enforced_label TEXT, result TEXT NOT NULL, label TEXT, severity INTEGER,
+            agree INTEGER, error_kind TEXT, latency_ms DOUBLE PRECISION, detail TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS shadow_policy_ts ON shadow_checks (policy, ts)",
+        "CREATE INDEX IF NOT EXISTS shadow_request ON shadow_checks (request_id)",
+    )),
 )
 
 LATEST = MIGRATIONS[-1][0]
