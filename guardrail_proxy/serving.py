@@ -1,13 +1,17 @@
 """`guardrail-proxy serve`: the listeners and the process signals.
 
 - SIGHUP re-reads the config and policies (Runtime.reload): applied whole, or refused whole with the old
-  config still serving.
+  config still serving. A SIGHUP that comes while the app is still starting is remembered, and the reload runs
+  once it has started: the file may have changed after it was read for the start.
 - SIGTERM (or SIGINT) drains: /readyz answers 503 at once while requests are still served for
   `server.drain_s`, so load balancers stop sending; then the listeners close and requests and streams in
   flight get `server.shutdown_timeout_s` to finish; then the app closes, which commits every audit record
   still queued. A second SIGTERM skips the rest of the drain; a third stops without waiting.
 - With `server.ops_port`, a second listener serves the operator endpoints (ops.py). It closes last, so the
   503 stays visible to probes until the main listener is gone.
+- Under `serve --workers N` (workers.py) each worker process runs one Serving on `Sockets` the supervisor bound
+  once, and takes its signals from the supervisor, which passes each one on: every worker drains and reloads
+  exactly as described above.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import contextlib
 import logging
 import math
 import signal
+import socket
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import uvicorn
 from starlette.applications import Starlette
@@ -52,9 +58,18 @@ class Listener(uvicorn.Server):
         yield
 
 
+@dataclass(frozen=True)
+class Sockets:
+    """Listening sockets bound before the worker processes were forked, shared by all of them."""
+
+    main: socket.socket
+    ops: socket.socket | None = None
+
+
 class Serving:
-    def __init__(self, app: Starlette, server: ServerConfig, host: str, port: int) -> None:
-        self.app, self.server = app, server
+    def __init__(self, app: Starlette, server: ServerConfig, host: str, port: int,
+                 sockets: Sockets | None = None) -> None:
+        self.app, self.server, self.sockets = app, server, sockets
         self.main = Listener(uvicorn.Config(app, host=host, port=port, lifespan="on", log_level=server.log_level,
                                             access_log=False,
                                             timeout_graceful_shutdown=math.ceil(server.shutdown_timeout_s)))
@@ -62,6 +77,7 @@ class Serving:
             OpsListener(app), host=server.ops_host or host, port=server.ops_port, lifespan="off",
             log_level=server.log_level, access_log=False))
         self.terms = 0
+        self.hup_pending = False  # a SIGHUP came while the app was starting: reload once it has started
         self.drain: asyncio.Task[None] | None = None
         self.reloads: set[asyncio.Task[object]] = set()
 
@@ -72,15 +88,18 @@ class Serving:
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.on_term)
-        loop.add_signal_handler(signal.SIGHUP, self.on_hup)
+        for sig, handler in self.signal_handlers().items():
+            loop.add_signal_handler(sig, handler)
         try:
-            main = asyncio.create_task(self.main.serve())
+            shared = self.sockets
+            main = asyncio.create_task(self.main.serve(sockets=[shared.main] if shared else None))
+            later: asyncio.Task[object] = asyncio.create_task(self.reload_when_started(main))
+            self.reloads.add(later)
+            later.add_done_callback(self.reloads.discard)
             if self.ops is not None:
                 while not self.main.started and not main.done():
                     await asyncio.sleep(0.05)
-                ops = asyncio.create_task(self.ops.serve())
+                ops = asyncio.create_task(self.ops.serve(sockets=[shared.ops] if shared and shared.ops else None))
                 await main
                 self.ops.should_exit = True
                 await ops
@@ -89,6 +108,9 @@ class Serving:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+    def signal_handlers(self) -> dict[signal.Signals, Callable[[], None]]:
+        return {signal.SIGTERM: self.on_term, signal.SIGINT: self.on_term, signal.SIGHUP: self.on_hup}
 
     def runtime(self) -> Runtime | None:
         runtime: Runtime | None = getattr(self.app.state, "runtime", None)
@@ -117,11 +139,22 @@ class Serving:
         await asyncio.sleep(seconds)
         self.main.should_exit = True
 
+    async def reload_when_started(self, main: asyncio.Task[None]) -> None:
+        while not self.main.started and not main.done():
+            await asyncio.sleep(0.05)
+        if self.hup_pending and self.main.started and self.terms == 0:
+            self.on_hup()
+
     def on_hup(self) -> None:
         runtime = self.runtime()
         if runtime is None:
-            log.warning("SIGHUP before the proxy started: ignored")
+            if self.main.started:
+                log.warning("SIGHUP while the proxy is stopping: ignored")
+            elif not self.hup_pending:
+                log.info("SIGHUP while the proxy is starting: it reloads once it has started")
+                self.hup_pending = True
             return
+        self.hup_pending = False
         log.info("SIGHUP: reloading %s", runtime.config.path)
         task: asyncio.Task[object] = asyncio.get_running_loop().create_task(runtime.reload())
         self.reloads.add(task)
