@@ -1,10 +1,12 @@
 """`guardrail-proxy audit`: what did we block, under which policy version, and why.
 
   audit list    records, newest first, filtered (--since 7d, --route, --policy, --label, --decision, ...)
-  audit show    one record: every verdict with its reasoning, and the text of each policy version used
+  audit show    one record: every verdict with its reasoning, the text of each policy version used, the
+                reviewers' marks and the shadow (candidate) verdicts
   audit stats   requests per hour or day, by decision and by the policy and label that fired
-  audit export  flagged traffic with stored content as a dataset (JSONL/CSV) for `eval`
-  audit prune   delete records older than the retention period
+  audit export  flagged traffic with stored content as a dataset (JSONL/CSV) for `eval`; with --reviewed,
+                the reviewed items labelled by the reviewers (review_export.py)
+  audit prune   delete records older than the retention period, with their checks, shadow verdicts and marks
 
 It reads the SQLite store named by the config (audit.path) or by --db. A table on a terminal; --json for
 scripts. Exit codes: 0 done, 1 nothing found (`show`), 2 a usage or config problem.
@@ -17,6 +19,7 @@ import json
 import sqlite3
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +40,14 @@ from .audit_query import (
     run_stats,
     summary_row,
 )
+from .audit_reviews import Review
 from .audit_sqlite import connect as sqlite_connect
 from .audit_store import postgres_dsn, sqlite_path
 from .errors import ConfigError
 from .evaluation.relabel import to_csv, to_jsonl
 from .evaluation.terminal import make_console
 from .loader import load_config
+from .review_export import run_reviewed_export, run_reviewed_policies
 from .settings import Settings
 from .tool_flags import guarded, positive_int
 
@@ -74,6 +79,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export = commands.add_parser("export", parents=[common, filters], help="stored content as a dataset")
     export.add_argument("--out", required=True, help=".jsonl or .csv")
     export.add_argument("--limit", type=positive_int, default=100_000)
+    export.add_argument("--reviewed", action="store_true",
+                        help="the reviewed items, labelled by their newest mark, for one policy (--policy)")
     prune = commands.add_parser("prune", parents=[common], help="delete records past the retention period")
     prune.add_argument("--older-than", help="e.g. 30d (default: the config's audit.retention_days)")
     audit.set_defaults(func=cmd_audit)
@@ -139,6 +146,30 @@ def show_lines(record: dict[str, Any]) -> list[str]:
     for digest, policy in (record.get("policies") or {}).items():
         lines.append(f"policy    {digest[:12]}: " + (f"{policy['policy']}, {len(policy['text'])} characters stored"
                                                       if policy else "text not stored"))
+    lines += [review_line(Review(**review)) for review in record.get("reviews") or ()]
+    for shadow in record.get("shadow_checks") or ():
+        lines += shadow_lines(shadow)
+    return lines
+
+
+def review_line(review: Review) -> str:
+    when_made = datetime.fromtimestamp(review.ts, UTC).isoformat(timespec="seconds")
+    mark = "correct" if review.correct else f"should be {review.label}"
+    note = f": {review.note}" if review.note else ""
+    return (f"review    {when_made} {review.reviewer}: {review.phase} {review.policy} {review.verdict_label} "
+            f"{mark}{note}")
+
+
+def shadow_lines(shadow: dict[str, Any]) -> list[str]:
+    """A candidate policy's verdict beside the enforced one, with the candidate's reasoning."""
+    agree = {True: "agrees", False: "DISAGREES", None: "not compared"}[shadow.get("agree")]
+    found = f"{shadow.get('result')} {shadow.get('label') or shadow.get('error_kind') or ''}".rstrip()
+    enforced = f"{shadow.get('enforced_result')} {shadow.get('enforced_label') or ''}".rstrip()
+    lines = [f"shadow    {shadow.get('phase'):<6} {shadow.get('policy')} candidate "
+             f"({(shadow.get('candidate_digest') or '')[:12]}): {found}; enforced {enforced}: {agree}"]
+    detail = shadow.get("detail")
+    if isinstance(detail, dict) and detail.get("reasoning"):
+        lines.append(f"          reasoning: {detail['reasoning']}")
     return lines
 
 
@@ -195,10 +226,34 @@ def answer(args: argparse.Namespace, db: Any, retention: float | None, console: 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".jsonl"):
         raise ConfigError(str(out), "--out", "the file must end in .csv or .jsonl")
-    rows = [row for record in run_list(db, filters, args.limit) for row in dataset_rows(record)]
+    if args.reviewed:
+        rows = reviewed(db, filters, args.limit)
+    else:
+        rows = [row for record in run_list(db, filters, args.limit) for row in dataset_rows(record)]
     out.write_text(to_csv(rows) if out.suffix.lower() == ".csv" else to_jsonl(rows), encoding="utf-8")
-    print(f"wrote {len(rows)} dataset rows to {out}", file=sys.stderr)
+    print(f"wrote {len(rows)} {'reviewed ' if args.reviewed else ''}dataset rows to {out}", file=sys.stderr)
     return 0
+
+
+def reviewed(db: Any, filters: Filters, limit: int) -> list[dict[str, Any]]:
+    """The reviewed items of one policy: a dataset holds one policy's label codes, so without --policy the
+    marks (on records matching the filters) must all be of one policy, else a usage error names them. The
+    marks whose text was not stored are counted on stderr."""
+    policy = filters.policy
+    if policy is None:
+        policies = run_reviewed_policies(db, filters)
+        if len(policies) > 1:
+            raise ConfigError("audit export --reviewed", "--policy", f"the reviews cover several policies "
+                                                                     f"({', '.join(policies)}); a dataset holds "
+                                                                     "one policy's labels: pass --policy")
+        if not policies:
+            return []
+        policy = policies[0]
+    found = run_reviewed_export(db, filters, policy, limit)
+    if found.no_text:
+        print(f"skipped {found.no_text} marks whose text was not stored (the route's audit_content keeps it)",
+              file=sys.stderr)
+    return found.rows
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+from .dataset_rows import RowError
 from .errors import ClassifierError, ConfigError
 from .evaluation.endpoint import EndpointFlags
 
@@ -47,6 +48,9 @@ def guarded(action: Callable[[], int]) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RowError as exc:  # a dataset row or label read outside `load_dataset`, which names file and line
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ClassifierError as exc:

@@ -1,10 +1,12 @@
 """The audit stores end to end, SQLite and PostgreSQL alike (a real server on 127.0.0.1): requests through the
-proxy (the openai SDK), then `guardrail-proxy audit` list, show, stats, export (read back by `eval`'s
-loader) and prune; content modes; refused requests."""
+proxy (the openai SDK), then `guardrail-proxy audit` list, show (with reviewers' marks and shadow verdicts),
+stats, export (read back by `eval`'s loader; --reviewed compared on by `eval --compare`) and prune; content
+modes; refused requests."""
 
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -13,8 +15,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import free_port, user
+from conftest import VIOLENCE_POLICY, free_port, user
 
+from guardrail_proxy.audit_postgres import connect as postgres_connect
+from guardrail_proxy.audit_reviews import make_review, run_add
 from guardrail_proxy.audit_sqlite import connect as sqlite_connect
 from guardrail_proxy.auth import key_name
 from guardrail_proxy.cli import build_parser
@@ -175,3 +179,150 @@ def test_a_streamed_reply_is_stored_as_relayed(make_proxy, backend, capsys):
     [record] = json.loads(audit_cli(["list", *backend.flags, "--json"], capsys, backend.env)[1])
     shown = json.loads(audit_cli(["show", record["request_id"], *backend.flags, "--json"], capsys, backend.env)[1])
     assert relayed and shown["content"]["output"] == relayed and shown["content"]["input"] == "tell me a story"
+
+
+def open_store(backend: Backend) -> Any:
+    if backend.audit["store"] == "sqlite":
+        return sqlite_connect(backend.audit["path"])
+    return postgres_connect(backend.env["AUDIT_DSN"])
+
+
+def request_ids(db: Any) -> dict[str, str]:
+    """The input text of each record with stored content -> its request id."""
+    found = {}
+    for stored, request_id in db.execute("SELECT record, request_id FROM records").fetchall():
+        content = json.loads(stored).get("content")
+        if content:
+            found[content["input"]] = request_id
+    return found
+
+
+def review(db: Any, request_id: str, *, correct: bool, label: str | None = None, policy: str = "violence",
+           verdict: str = "TV2", note: str = "") -> None:
+    run_add(db, make_review(request_id=request_id, phase="input", policy=policy, verdict_label=verdict,
+                            correct=correct, label=label, note=note, reviewer="Ana", ts=time.time()))
+
+
+NEW_WORDING = "A fight in a story is allowed."
+
+
+def test_reviewed_items_export_and_compare_two_wordings_on_them(traffic, backend, capsys, tmp_path, safeguard):
+    db_flags = traffic("all")
+    db = open_store(backend)
+    ids = request_ids(db)
+    review(db, ids["describe the fight"], correct=False, label="TV0", note="a story")
+    review(db, ids["hello there"], correct=True, verdict="TV0")
+    db.close()
+    out_file = tmp_path / "reviewed.jsonl"
+    code, _, err = audit_cli(["export", "--reviewed", *db_flags, "--out", str(out_file)], capsys, backend.env)
+    assert code == 0 and "wrote 2 reviewed dataset rows" in err, err
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert [(r["text"], r["label"], r["verdict_label"], r["note"]) for r in rows] == [
+        ("describe the fight", "TV0", "TV2", "a story"), ("hello there", "TV0", "TV0", "")]
+    assert rows[0]["id"] == ids["describe the fight"] and rows[0]["context"][0]["content"] == "earlier"
+    old, new = tmp_path / "old.md", tmp_path / "new.md"
+    old.write_text(textwrap.dedent(VIOLENCE_POLICY))
+    new.write_text(textwrap.dedent(VIOLENCE_POLICY) + NEW_WORDING + "\n")
+    behaviour, server = safeguard
+    behaviour.rules.insert(0, Rule("fight", 0, policy=NEW_WORDING))  # the new wording allows the story
+    results = tmp_path / "cmp"
+    args = build_parser().parse_args(["eval", "--compare", str(old), str(new), "--dataset", str(out_file),
+                                      "--base-url", f"{server.url}/v1", "--cache-dir", str(tmp_path / "c"),
+                                      "--out", str(results), "--quiet"])
+    assert args.func(args, Settings()) == 0
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["mcnemar"]["fixed"] == 1 and summary["mcnemar"]["broke"] == 0
+    assert summary["old"]["metrics"]["counts"]["fp"] == 1 and summary["new"]["metrics"]["counts"]["tn"] == 2
+
+
+def test_reviews_of_several_policies_need_policy(traffic, backend, capsys, tmp_path):
+    db_flags = traffic("all")
+    db = open_store(backend)
+    ids = request_ids(db)
+    review(db, ids["describe the fight"], correct=False, label="TV0")
+    review(db, ids["hello there"], correct=False, label="1", policy="selfharm", verdict="0")
+    db.close()
+    out_file = tmp_path / "reviewed.csv"
+    code, _, err = audit_cli(["export", "--reviewed", *db_flags, "--out", str(out_file)], capsys, backend.env)
+    assert code == 2 and "several policies (selfharm, violence)" in err and "--policy" in err
+    assert not out_file.exists()
+    code, _, err = audit_cli(["export", "--reviewed", "--policy", "selfharm", *db_flags, "--out", str(out_file)],
+                             capsys, backend.env)
+    # A check of the policy must have run on the record: this route runs only violence.
+    assert code == 0 and "wrote 0 reviewed dataset rows" in err
+    code, _, err = audit_cli(["export", "--reviewed", "--policy", "violence", *db_flags, "--out", str(out_file)],
+                             capsys, backend.env)
+    assert code == 0 and "wrote 1 reviewed dataset rows" in err
+    assert [e.label for e in load_dataset(out_file)] == ["TV0"]
+
+
+def add_shadow(db: Any, request_id: str, ts: float, agree: int | None = 0) -> None:
+    detail = json.dumps({"reasoning": "candidate thinks it is a story", "rationale": None, "answer": "TV0",
+                         "candidate": "routes/main.yaml"})
+    db.execute("INSERT INTO shadow_checks (request_id, ts, route, phase, policy, subject, enforced_digest, "
+               "candidate_digest, enforced_result, enforced_label, result, label, severity, agree, error_kind, "
+               "latency_ms, detail) VALUES (?, ?, 'main', 'input', 'violence', 0, 'e1', 'c0ffee000000abc', "
+               "'violation', 'TV2', 'pass', 'TV0', 0, ?, NULL, 3.5, ?)", [request_id, ts, agree, detail])
+
+
+def test_show_has_the_review_history_and_the_shadow_verdicts(traffic, backend, capsys):
+    db_flags = traffic("all")
+    db = open_store(backend)
+    request_id = request_ids(db)["describe the fight"]
+    review(db, request_id, correct=False, label="TV0", note="a story")
+    review(db, request_id, correct=True)
+    add_shadow(db, request_id, time.time())
+    db.close()
+    code, out, _ = audit_cli(["show", request_id, *db_flags, "--json"], capsys, backend.env)
+    record = json.loads(out)
+    assert code == 0 and [(r["correct"], r["label"]) for r in record["reviews"]] == [(False, "TV0"), (True, "TV2")]
+    [shadow] = record["shadow_checks"]
+    assert (shadow["label"], shadow["enforced_label"], shadow["agree"]) == ("TV0", "TV2", False)
+    assert shadow["detail"]["reasoning"] == "candidate thinks it is a story"
+    assert record["policies"]["c0ffee000000abc"] is None  # the candidate's text was not stored by this test
+    code, out, _ = audit_cli(["show", request_id, *db_flags], capsys, backend.env)
+    assert "Ana: input violence TV2 should be TV0: a story" in out and "Ana: input violence TV2 correct" in out
+    assert "shadow    input  violence candidate (c0ffee000000): pass TV0; enforced violation TV2: DISAGREES" in out
+    assert "reasoning: candidate thinks it is a story" in out
+
+
+def test_prune_deletes_the_reviews_and_shadow_verdicts_of_what_it_deletes(traffic, backend, capsys):
+    db_flags = traffic("all")
+    db = open_store(backend)
+    ids = request_ids(db)
+    for request_id in ids.values():
+        review(db, request_id, correct=True)
+        add_shadow(db, request_id, time.time())
+    add_shadow(db, "orphan", 5.0)  # a shadow verdict whose record never arrived, long ago
+    add_shadow(db, "orphan-new", time.time())  # ... and one made just now
+    run_add(db, make_review(request_id="gone", phase="input", policy="violence", verdict_label="TV2", correct=True,
+                            label=None, note="", reviewer="Ana", ts=5.0))  # a mark whose record is gone, long ago
+    review(db, "kept-elsewhere", correct=True)  # a mark on no record of this store, made just now
+
+    def counts() -> dict[str, int]:
+        return {table: db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in ("records", "checks", "reviews", "shadow_checks")}
+
+    before = counts()
+    # Past an hour: no record is that old; only the old orphans go.
+    code, out, _ = audit_cli(["prune", *db_flags, "--older-than", "1h", "--json"], capsys, backend.env)
+    assert code == 0 and json.loads(out) == {"deleted": 0}
+    assert counts() == {**before, "reviews": before["reviews"] - 1, "shadow_checks": before["shadow_checks"] - 1}
+    code, out, _ = audit_cli(["prune", *db_flags, "--older-than", "2099-01-01", "--json"], capsys, backend.env)
+    assert code == 0 and json.loads(out) == {"deleted": 5}
+    found = counts()
+    db.close()
+    assert found == {"records": 0, "checks": 0, "reviews": 0, "shadow_checks": 0}
+
+
+def test_reviewed_export_counts_the_marks_whose_text_was_not_stored(traffic, backend, capsys, tmp_path):
+    db_flags = traffic("flagged")  # the allowed request's text is not kept
+    db = open_store(backend)
+    [(allowed,)] = db.execute("SELECT request_id FROM records WHERE decision = 'allow'").fetchall()
+    review(db, request_ids(db)["describe the fight"], correct=False, label="TV0")
+    review(db, allowed, correct=True, verdict="TV0")
+    db.close()
+    out_file = tmp_path / "reviewed.jsonl"
+    code, _, err = audit_cli(["export", "--reviewed", *db_flags, "--out", str(out_file)], capsys, backend.env)
+    assert code == 0 and "skipped 1 marks whose text was not stored" in err
+    assert "wrote 1 reviewed dataset rows" in err and [e.label for e in load_dataset(out_file)] == ["TV0"]

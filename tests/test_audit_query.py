@@ -1,4 +1,5 @@
-"""Pure parts of the audit queries: time parsing, WHERE clauses, periods, record summaries, dataset rows."""
+"""Pure parts of the audit queries: time parsing, WHERE clauses, periods, record summaries, the stored text of
+a phase and dataset rows."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from guardrail_proxy.audit_query import Filters, bucket_start, dataset_rows, parse_when, violations, where
+from guardrail_proxy.audit_query import (
+    Filters,
+    bucket_start,
+    dataset_rows,
+    parse_when,
+    shadow_of,
+    stored_text,
+    violations,
+    where,
+)
 from guardrail_proxy.audit_rows import is_flagged, rows_of
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC).timestamp()
@@ -34,8 +44,9 @@ def test_parse_when_says_what_it_expects(text):
     (Filters(since=1.0, route="teen"), " WHERE r.ts >= ? AND r.route = ?", [1.0, "teen"]),
     (Filters(unchecked=True, flagged=True), " WHERE r.unchecked = ? AND r.flagged = ?", [1, 1]),
     (Filters(policy="gv", label="GV2", decision="block"),
-     " WHERE r.decision = ? AND EXISTS (SELECT 1 FROM checks c WHERE c.request_id = r.request_id AND "
-     "c.policy = ? AND c.label = ?)", ["block", "gv", "GV2"]),
+     " WHERE r.decision = ? AND r.request_id IN (SELECT c.request_id FROM checks c WHERE c.policy = ? AND "
+     "c.label = ?)", ["block", "gv", "GV2"]),
+    (Filters(label="GV2"), " WHERE r.request_id IN (SELECT c.request_id FROM checks c WHERE c.label = ?)", ["GV2"]),
 ])
 def test_where(filters, clause, values):
     assert where(filters) == (clause, values)
@@ -78,3 +89,39 @@ def test_violations_and_dataset_rows_from_stored_content():
     assert rows[0]["context"] == [{"role": "assistant", "content": "hi"}] and rows[1]["context"][0]["content"] == \
         "how do I win the fight"
     assert dataset_rows(record()) == []  # nothing stored, nothing to export
+    asked_as = dataset_rows(record(content={**content, "input_role": "assistant", "output": None}))
+    assert [(r["role"], r["text"]) for r in asked_as] == [("assistant", "how do I win the fight")]
+
+
+EARLIER = ({"role": "assistant", "content": "hi"},)
+
+
+@pytest.mark.parametrize(("content", "phase", "expected"), [
+    ({"input": "q", "input_role": "user", "context": list(EARLIER), "output": "a"}, "input", ("q", "user", EARLIER)),
+    ({"input": "q", "input_role": "user", "context": [], "output": "a"}, "output",
+     ("a", "assistant", ({"role": "user", "content": "q"},))),
+    # the input keeps its role; one a dataset row cannot have is a user item, but stays as written in context
+    ({"input": "q", "input_role": "assistant", "output": "a"}, "input", ("q", "assistant", ())),
+    ({"input": "q", "input_role": "tool", "output": "a"}, "input", ("q", "user", ())),
+    ({"input": "q", "input_role": "tool", "output": "a"}, "output", ("a", "assistant", ({"role": "tool",
+                                                                                          "content": "q"},))),
+    ({"input": "q", "output": "a"}, "input", ("q", "user", ())),  # stored before input_role existed
+    ({"input": "q", "input_role": "user", "output": None}, "output", None),  # the reply was not kept
+    ({"input": "  ", "output": "a"}, "output", None),  # no input: the reply has no context, no item
+    (None, "input", None),
+])
+def test_the_stored_text_of_a_phase(content, phase, expected):
+    found = stored_text(record(content=content), phase)
+    assert (found if found is None else (found.text, found.role, found.context)) == expected
+
+
+@pytest.mark.parametrize(("agree", "detail", "shown_agree", "shown_detail"), [
+    (1, '{"reasoning": "r"}', True, {"reasoning": "r"}),
+    (0, '{"reasoning": "r"}', False, {"reasoning": "r"}),
+    (None, "not json", None, "not json"),  # kept as written, never a failure of `audit show`
+])
+def test_a_shadow_row_as_json(agree, detail, shown_agree, shown_detail):
+    row = (1.0, "teen", "input", "gv", 0, "e", "c", "violation", "GV2", "pass", "GV0", 0, agree, None, 2.0, detail)
+    shown = shadow_of(row)
+    assert (shown["agree"], shown["detail"], shown["candidate_digest"], shown["label"]) == (
+        shown_agree, shown_detail, "c", "GV0")

@@ -1,11 +1,14 @@
-"""Reviewers' marks: validation, storage, and the newest mark winning."""
+"""Reviewers' marks: validation, storage (SQLite and PostgreSQL, a real server), and the newest mark winning."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from guardrail_proxy.audit_postgres import connect as postgres_connect
 from guardrail_proxy.audit_reviews import ReviewError, latest, make_review, run_add, run_history, run_latest
 from guardrail_proxy.audit_sqlite import connect
 
@@ -44,8 +47,15 @@ def test_a_bad_mark_names_its_field(changes: dict[str, object], field: str) -> N
     assert caught.value.field == field
 
 
-def test_the_newest_mark_counts_and_all_are_kept(tmp_path: Path) -> None:
-    db = connect(str(tmp_path / "a.db"))
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    store: Any = (connect(str(tmp_path / "a.db")) if request.param == "sqlite"
+                  else postgres_connect(request.getfixturevalue("postgres_dsn")))
+    yield store
+    store.close()
+
+
+def test_the_newest_mark_counts_and_all_are_kept(db: Any) -> None:
     run_add(db, mark(ts=100.0))
     run_add(db, mark(correct=True, ts=200.0, reviewer="Bo"))
     run_add(db, mark(phase="output", ts=150.0))
