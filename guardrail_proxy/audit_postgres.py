@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from .audit_rows import CHECK_COLUMNS, RECORD_COLUMNS, rows_of
+from .audit_rows import CHECK_COLUMNS, RECORD_COLUMNS, SHADOW_COLUMNS, is_shadow, rows_of, shadow_values
 from .audit_schema import to_run
 from .errors import ConfigError
 
@@ -22,6 +22,8 @@ UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in RECORD_COLUMNS[1:])
 INSERT_RECORD = (f"INSERT INTO records ({', '.join(RECORD_COLUMNS)}) VALUES ({', '.join('%s' for _ in RECORD_COLUMNS)})"
                  f" ON CONFLICT (request_id) DO UPDATE SET {UPDATES}")
 INSERT_CHECK = f"INSERT INTO checks ({', '.join(CHECK_COLUMNS)}) VALUES ({', '.join('%s' for _ in CHECK_COLUMNS)})"
+INSERT_SHADOW = (f"INSERT INTO shadow_checks ({', '.join(SHADOW_COLUMNS)}) "
+                 f"VALUES ({', '.join('%s' for _ in SHADOW_COLUMNS)})")
 
 
 class Placeholders:
@@ -94,12 +96,16 @@ class PostgresStore:
             self.close()
             self.open()  # after a restart of the server or a dropped connection; raises while it is down
         assert self.db is not None
-        rows = [rows_of(r) for r in records]
+        rows = [rows_of(r) for r in records if not is_shadow(r)]
+        shadows = [shadow_values(r) for r in records if is_shadow(r)]
         connection = self.db.connection
         with connection.transaction(), connection.cursor() as cursor:
-            cursor.execute("DELETE FROM checks WHERE request_id = ANY(%s)", [[r.record[0] for r in rows]])
-            cursor.executemany(INSERT_RECORD, [r.record for r in rows])
-            cursor.executemany(INSERT_CHECK, [c for r in rows for c in r.checks])
+            if rows:
+                cursor.execute("DELETE FROM checks WHERE request_id = ANY(%s)", [[r.record[0] for r in rows]])
+                cursor.executemany(INSERT_RECORD, [r.record for r in rows])
+                cursor.executemany(INSERT_CHECK, [c for r in rows for c in r.checks])
+            if shadows:
+                cursor.executemany(INSERT_SHADOW, shadows)
 
     def put_policies(self, policies: Sequence[tuple[str, str, str]]) -> None:
         assert self.db is not None, "open() first"

@@ -16,6 +16,12 @@ RECORD_COLUMNS = ("request_id", "ts", "route", "model", "client", "stream", "dec
                   "upstream_called", "upstream_cancelled", "duration_ms", "unchecked", "flagged", "record")
 CHECK_COLUMNS = ("request_id", "ts", "phase", "policy", "policy_digest", "result", "label", "severity", "action",
                  "error_kind", "latency_ms")
+# A shadow row (shadow.py) is an entry of its own kind: a dict with "kind": "shadow_check" and these fields, its
+# `detail` a mapping stored as JSON text. Request records carry no "kind".
+SHADOW_COLUMNS = ("request_id", "ts", "route", "phase", "policy", "subject", "enforced_digest", "candidate_digest",
+                  "enforced_result", "enforced_label", "result", "label", "severity", "agree", "error_kind",
+                  "latency_ms", "detail")
+SHADOW_KIND = "shadow_check"
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,16 @@ def reduced(record: dict[str, Any], error: Exception) -> dict[str, Any]:
                                        "status", "upstream_called", "upstream_cancelled", "duration_ms", "unchecked")}
     reason = clean_text(f"{type(error).__name__}: {error}")[:500]
     return {**kept, "error": f"the full record could not be stored ({reason})", "phases": [], "content": None}
+
+
+def is_shadow(entry: dict[str, Any]) -> bool:
+    return entry.get("kind") == SHADOW_KIND
+
+
+def shadow_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A shadow row's column values, in SHADOW_COLUMNS order."""
+    return tuple(json.dumps(row.get("detail") or {}, ensure_ascii=False) if column == "detail" else row.get(column)
+                 for column in SHADOW_COLUMNS)
 
 
 def is_flagged(record: dict[str, Any]) -> bool:

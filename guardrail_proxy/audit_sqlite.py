@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .audit_rows import CHECK_COLUMNS, RECORD_COLUMNS, rows_of
+from .audit_rows import CHECK_COLUMNS, RECORD_COLUMNS, SHADOW_COLUMNS, is_shadow, rows_of, shadow_values
 from .audit_schema import to_run
 from .errors import ConfigError
 
@@ -31,6 +31,7 @@ def from_json_rows(table: str, columns: tuple[str, ...], verb: str = "INSERT") -
 
 INSERT_RECORDS = from_json_rows("records", RECORD_COLUMNS, "INSERT OR REPLACE")
 INSERT_CHECKS = from_json_rows("checks", CHECK_COLUMNS)
+INSERT_SHADOW = from_json_rows("shadow_checks", SHADOW_COLUMNS)
 DELETE_CHECKS = "DELETE FROM checks WHERE request_id IN (SELECT value FROM json_each(?))"
 
 
@@ -84,13 +85,17 @@ class SqliteStore:
 
     def write(self, records: Sequence[dict[str, Any]]) -> None:
         assert self.db is not None, "open() first"
-        rows = [rows_of(r) for r in records]
+        rows = [rows_of(r) for r in records if not is_shadow(r)]
+        shadows = [shadow_values(r) for r in records if is_shadow(r)]
         db = self.db
         db.execute("BEGIN")
         try:
-            db.execute(DELETE_CHECKS, (json.dumps([r.record[0] for r in rows]),))
-            db.execute(INSERT_RECORDS, (json.dumps([r.record for r in rows], ensure_ascii=False),))
-            db.execute(INSERT_CHECKS, (json.dumps([c for r in rows for c in r.checks], ensure_ascii=False),))
+            if rows:
+                db.execute(DELETE_CHECKS, (json.dumps([r.record[0] for r in rows]),))
+                db.execute(INSERT_RECORDS, (json.dumps([r.record for r in rows], ensure_ascii=False),))
+                db.execute(INSERT_CHECKS, (json.dumps([c for r in rows for c in r.checks], ensure_ascii=False),))
+            if shadows:
+                db.execute(INSERT_SHADOW, (json.dumps(shadows, ensure_ascii=False),))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

@@ -4,6 +4,9 @@
   postgres one database for several replicas (audit_postgres.py), the same schema and command
   jsonl    one JSON line per request appended to a file, for users who ship files elsewhere
   log      the same line on the `guardrail_proxy.audit` logger (stderr), for container log pipelines
+
+A batch may also hold shadow rows (shadow.py; "kind": "shadow_check"): the databases put them in
+`shadow_checks`, the jsonl and log stores write them as lines of their own, marked by that "kind".
 """
 
 from __future__ import annotations

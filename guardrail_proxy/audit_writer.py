@@ -11,6 +11,15 @@ form (its outcome and why the rest is missing) rather than blocking everything b
 form fails, the store is down: the records stay queued in order and are retried after a pause, a request
 waiting under `sync` gets a 503 and its record says so, and /readyz reports it. Nothing is dropped: when
 `max_pending` records wait, new requests wait for room or are refused with a 503 (`when_full`), both counted.
+
+Shadow rows (shadow.py) have a queue of their own, and nothing waits for them: no request's reply, whatever
+the durability, and no backpressure (`room` counts request records only). They are committed only in the room
+the records leave: a group of them (at most SHADOW_GROUP, so a record arriving meanwhile under `sync` waits
+little) goes to the store only while no record waits, never ahead of one. When `max_pending` rows already
+wait, a new one is dropped; when the store refuses a group, it is narrowed down as for records, and a row the
+store refuses alone is dropped, never retried (so while the store is down, each row is tried once alone, and
+only while no record waits). When the writer has stopped, a row is dropped too. Every drop is counted in
+guardrail_shadow_dropped_total (reason `audit_backlog`, `store_refused`, `writer_stopped`).
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .audit_rows import reduced, storable
+from .audit_rows import SHADOW_KIND, reduced, storable
 from .audit_store import AuditStore
 from .config import AuditConfig
 from .errors import AuditUnavailable
@@ -33,8 +42,10 @@ from .metrics import Metrics
 log = logging.getLogger("guardrail_proxy.audit")
 MAX_GROUP = 2000  # records per commit
 MAX_GROUP_BYTES = 16 * 1024 * 1024  # JSON per commit, well under any store's statement limit
+SHADOW_GROUP = 256  # shadow rows per commit: a record arriving during one waits for at most this many
 RETRY_S = 0.5
 Entry = tuple[dict[str, Any], int, "asyncio.Future[None]"]  # record, its JSON size, its commit
+Row = tuple[dict[str, Any], int]  # a shadow row, its JSON size
 
 
 class AuditWriter:
@@ -50,6 +61,9 @@ class AuditWriter:
         self.task: asyncio.Task[None] | None = None
         self.failing: str | None = None  # the last commit's error, until a commit succeeds
         self.group_limit = MAX_GROUP  # halved after a failed group, to isolate a record the store refuses
+        self.rows: deque[Row] = deque()  # shadow rows (a queue apart: nothing waits for them)
+        self.rows_writing = 0
+        self.row_limit = SHADOW_GROUP  # as group_limit, for shadow rows
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -66,18 +80,28 @@ class AuditWriter:
         return len(self.pending) + self.writing
 
     @property
+    def records_waiting(self) -> int:
+        """Request records not yet committed: what a new request may have to wait for."""
+        return self.backlog
+
+    @property
+    def shadows(self) -> int:
+        """Shadow rows queued or being committed."""
+        return len(self.rows) + self.rows_writing
+
+    @property
     def stopped(self) -> bool:
         return self.task is None or self.task.done()
 
     async def room(self) -> None:
         """Wait until a new request's record fits (when_full: wait), or refuse it (when_full: refuse)."""
-        if self.backlog < self.config.max_pending:
+        if self.records_waiting < self.config.max_pending:
             return
         if self.config.when_full == "refuse":
             self.metrics.inc("guardrail_audit_backpressure_total", result="refused")
             raise AuditUnavailable("the audit backlog is full; retry shortly")
         self.metrics.inc("guardrail_audit_backpressure_total", result="waited")
-        while self.backlog >= self.config.max_pending:
+        while self.records_waiting >= self.config.max_pending:
             self.freed.clear()
             await self.freed.wait()
 
@@ -95,6 +119,25 @@ class AuditWriter:
         self.arrived.set()
         return future
 
+    def submit_shadow(self, row: dict[str, Any]) -> bool:
+        """Queue a shadow row (shadow.shadow_row); False when it was dropped (counted): the writer has stopped,
+        or `max_pending` shadow rows are waiting already."""
+        if self.stopped and self.task is not None:
+            self.dropped([row], "writer_stopped")
+            return False
+        if self.shadows >= self.config.max_pending:
+            self.dropped([row], "audit_backlog")
+            return False
+        clean = storable({**row, "kind": SHADOW_KIND})
+        self.rows.append((clean, len(json.dumps(clean, ensure_ascii=False))))
+        self.arrived.set()
+        return True
+
+    def dropped(self, rows: Sequence[dict[str, Any]], reason: str) -> None:
+        for row in rows:
+            self.metrics.inc("guardrail_shadow_dropped_total", route=str(row.get("route")),
+                             policy=str(row.get("policy")), reason=reason)
+
     def take_group(self) -> list[Entry]:
         group: list[Entry] = []
         size = 0
@@ -105,6 +148,15 @@ class AuditWriter:
             size += entry[1]
         return group
 
+    def take_rows(self) -> list[Row]:
+        rows: list[Row] = []
+        size = 0
+        while self.rows and len(rows) < self.row_limit and (not rows or size + self.rows[0][1] <= MAX_GROUP_BYTES):
+            row = self.rows.popleft()
+            rows.append(row)
+            size += row[1]
+        return rows
+
     async def _write(self, records: list[dict[str, Any]]) -> Exception | None:
         try:
             await asyncio.get_running_loop().run_in_executor(self.executor, self.store.write, records)
@@ -114,7 +166,7 @@ class AuditWriter:
 
     async def _run(self) -> None:
         while True:
-            if not self.pending:
+            if not self.pending and not self.rows:
                 if self.closing.is_set():
                     return
                 self.arrived.clear()
@@ -123,6 +175,9 @@ class AuditWriter:
             if self.config.durability == "batch" and not self.closing.is_set():
                 with contextlib.suppress(TimeoutError):  # a stop cuts the window short
                     await asyncio.wait_for(self.closing.wait(), self.config.batch_ms / 1000)
+            if not self.pending:  # records first: shadow rows only in the room they leave
+                await self._write_rows()
+                continue
             group = self.take_group()
             self.writing = len(group)
             error = await self._write([r for r, _, _ in group])
@@ -134,7 +189,31 @@ class AuditWriter:
             elif self.closing.is_set():  # the store is down and the proxy is stopping: say what is lost
                 log.error("audit writer: %d records could not be committed before shutdown", len(self.pending))
                 self.metrics.inc("guardrail_audit_lost_total", len(self.pending))
+                self.dropped([row for row, _ in self.rows], "writer_stopped")
+                self.rows.clear()
                 return
+
+    async def _write_rows(self) -> None:
+        """Commit a group of shadow rows. A refused group is narrowed down as records are (its first row alone,
+        the rest back in front with a halved group); a row refused alone is dropped and counted, never retried."""
+        rows = self.take_rows()
+        self.rows_writing = len(rows)
+        try:
+            error = await self._write([row for row, _ in rows])
+            if error is None:
+                self.row_limit = min(SHADOW_GROUP, self.row_limit * 2)
+                return
+            if len(rows) > 1:
+                self.row_limit = max(1, len(rows) // 2)
+                self.rows.extendleft(reversed(rows[1:]))
+                self.rows_writing = 1
+                error = await self._write([rows[0][0]])
+                if error is None:
+                    return
+        finally:
+            self.rows_writing = 0
+        log.error("audit writer: a shadow row was dropped, the store refused it: %s", error)
+        self.dropped([rows[0][0]], "store_refused")
 
     async def _recover(self, group: list[Entry], error: Exception) -> list[Entry]:
         """After a failed group: what got committed (possibly only its first record, maybe reduced), with the
@@ -184,8 +263,8 @@ class AuditWriter:
         """For /readyz: why records are not being kept, or None."""
         if self.failing:
             return self.failing
-        if self.backlog >= self.config.max_pending:
-            return f"the backlog is full ({self.backlog} records waiting)"
+        if self.records_waiting >= self.config.max_pending:
+            return f"the backlog is full ({self.records_waiting} records waiting)"
         return None
 
     async def close(self, timeout_s: float = 10.0) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import openai
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -28,6 +28,16 @@ from .config import ClassifierConfig
 from .deadlines import timed_out
 from .errors import ClassifierError
 from .policies import Policy
+
+if TYPE_CHECKING:
+    import openai
+
+
+def loaded_openai() -> Any:
+    """The openai package when something has imported it, else None. Only the SDK transport below, litellm and
+    the CLI tools import it (47 MB and half a second a server on the raw transports never pays), and an SDK
+    exception cannot exist before the package is loaded: the fault mappings look it up, never import it."""
+    return sys.modules.get("openai")
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,8 @@ def reply_from_json(data: object) -> Reply:
 def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, ClassifierError):
         return exc.retryable
+    if (openai := loaded_openai()) is None:
+        return False
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
     return isinstance(exc, openai.APIStatusError) and (exc.status_code == 429 or exc.status_code >= 500)
@@ -121,11 +133,12 @@ def as_classifier_error(exc: BaseException) -> ClassifierError:
     """Map an SDK or asyncio fault by its public type only: APITimeoutError is a subclass of
     APIConnectionError, so it is tested first (a too-early one was already turned into a transport
     error by the caller's clock); any other connection error means nothing answered."""
-    if isinstance(exc, openai.APITimeoutError | TimeoutError):
+    openai = loaded_openai()
+    if isinstance(exc, TimeoutError) or (openai and isinstance(exc, openai.APITimeoutError)):
         return ClassifierError("the classifier did not answer in time", kind="timeout")
-    if isinstance(exc, openai.APIConnectionError):
+    if openai and isinstance(exc, openai.APIConnectionError):
         return ClassifierError(f"cannot connect to the classifier: {exc}", kind="transport")
-    if isinstance(exc, openai.APIStatusError):
+    if openai and isinstance(exc, openai.APIStatusError):
         return ClassifierError(f"the classifier answered HTTP {exc.status_code}: {exc.message}",
                                kind=http_kind(exc.status_code))
     return ClassifierError(f"classifier call failed: {exc!r}", kind="transport")
@@ -157,22 +170,30 @@ class RetryingClassifier:
     def knows(self, policy: Policy, content: str) -> bool:
         return False
 
-    async def classify(self, policy: Policy, content: str) -> Classification:
+    def spare(self) -> int:
+        """Slots no call holds or waits for at this moment (0 while any call waits for one): the room that work
+        which must never delay a counted call may look at (shadow_run.py)."""
+        return 0 if self.waiting else self.cfg.max_concurrency - self.active
+
+    async def classify(self, policy: Policy, content: str, *, slot: bool = True) -> Classification:
+        """`slot=False`: a call outside the concurrency limit (a shadow call, shadow_run.py), which never holds a
+        slot and so never makes a counted call wait or be refused; its caller bounds how many run."""
         started = time.perf_counter()
         request = build_request(self.cfg, policy, content)
-        self.admit()
-        # Waiting for a slot and the call itself have a budget of timeout_s each: a slot that does not free up
-        # in time is load (overload), a call that does not answer in time is the classifier (timeout), and
-        # time spent in our own queue never eats into the call's budget.
-        self.waiting += 1
-        try:
-            async with asyncio.timeout(self.cfg.timeout_s):
-                await self.limit.acquire()
-        except TimeoutError:
-            raise ClassifierError("no classifier slot freed up in time", kind="overload") from None
-        finally:
-            self.waiting -= 1
-        self.active += 1
+        if slot:
+            self.admit()
+            # Waiting for a slot and the call itself have a budget of timeout_s each: a slot that does not free
+            # up in time is load (overload), a call that does not answer in time is the classifier (timeout),
+            # and time spent in our own queue never eats into the call's budget.
+            self.waiting += 1
+            try:
+                async with asyncio.timeout(self.cfg.timeout_s):
+                    await self.limit.acquire()
+            except TimeoutError:
+                raise ClassifierError("no classifier slot freed up in time", kind="overload") from None
+            finally:
+                self.waiting -= 1
+            self.active += 1
         try:
             async with asyncio.timeout(self.cfg.timeout_s):
                 reply = await self._send_with_retries(request, time.monotonic() + self.cfg.timeout_s)
@@ -181,8 +202,9 @@ class RetryingClassifier:
         except Exception as exc:  # every transport/HTTP fault becomes a classifier error
             raise as_classifier_error(exc) from exc
         finally:
-            self.active -= 1
-            self.limit.release()
+            if slot:
+                self.active -= 1
+                self.limit.release()
         answer = parse_answer(reply.content, policy)
         return Classification(
             answer=answer,
@@ -221,7 +243,10 @@ class SafeguardClient(RetryingClassifier):
 
     def __init__(self, cfg: ClassifierConfig, api_key: str | None,
                  client: openai.AsyncOpenAI | None = None) -> None:
+        import openai  # this transport only (loaded_openai)
+
         super().__init__(cfg)
+        self.sdk = openai
         self.client = client or openai.AsyncOpenAI(
             base_url=cfg.base_url,
             api_key=api_key or "unused",
@@ -234,7 +259,7 @@ class SafeguardClient(RetryingClassifier):
         started = time.monotonic()
         try:
             response = await self.client.chat.completions.with_raw_response.create(**request, timeout=timeout_s)
-        except openai.APITimeoutError as exc:
+        except self.sdk.APITimeoutError as exc:
             if timed_out(time.monotonic() - started, timeout_s):
                 raise
             raise ClassifierError(f"cannot connect to the classifier: {exc}", kind="transport",
@@ -250,9 +275,9 @@ class SafeguardClient(RetryingClassifier):
         started = time.monotonic()
         try:
             await self.client.models.list(timeout=PING_TIMEOUT_S)
-        except openai.NotFoundError:
+        except self.sdk.NotFoundError:
             return None  # it answered; some OpenAI-compatible servers have no /models
-        except openai.APITimeoutError as exc:
+        except self.sdk.APITimeoutError as exc:
             if timed_out(time.monotonic() - started, PING_TIMEOUT_S):
                 return as_classifier_error(exc).message
             return f"cannot connect to the classifier: {exc}"

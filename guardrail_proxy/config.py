@@ -285,6 +285,21 @@ class OutputCheck(Frozen):
         return self
 
 
+class ShadowPolicy(Frozen):
+    """A candidate version of one of the route's policies, judged beside the enforced one on a sample of live
+    traffic and stored apart (shadow.py); it never decides anything."""
+
+    policy: str = Field(description="the id of a policy this route enforces")
+    candidate: str = Field(description="the candidate's policy file, relative to proxy.yaml (like policies.files), "
+                                       "outside policies.dirs; its id is the policy's own")
+    sample: float = Field(gt=0, le=1, description="share of requests whose checks of the policy are also asked of "
+                                                  "the candidate (decided once per request)")
+    max_in_flight: int = Field(
+        4, ge=1, le=1024, description="candidate calls of this entry in flight at once; beyond it, and whenever the "
+                                      "classifier has no free slot, a candidate call is dropped (and counted), never "
+                                      "queued ahead of enforced calls")
+
+
 class RouteConfig(Frozen):
     name: str
     models: tuple[str, ...] = Field(min_length=1, description="model names clients send for this route")
@@ -314,9 +329,17 @@ class RouteConfig(Frozen):
     input: InputCheck = InputCheck()
     output: OutputCheck = OutputCheck()
     policies: tuple[PolicyRule, ...] = Field(min_length=1)
+    shadow: tuple[ShadowPolicy, ...] = Field(
+        (), description="candidate policy versions judged beside the enforced ones, never deciding (shadow.py)")
 
     @field_validator("policies")
     @classmethod
     def _unique_policies(cls, value: tuple[PolicyRule, ...]) -> tuple[PolicyRule, ...]:
         refuse_repeats("policies", [rule.id for rule in value])
+        return value
+
+    @field_validator("shadow")
+    @classmethod
+    def _one_candidate_per_policy(cls, value: tuple[ShadowPolicy, ...]) -> tuple[ShadowPolicy, ...]:
+        refuse_repeats("shadowed policies", [entry.policy for entry in value])
         return value

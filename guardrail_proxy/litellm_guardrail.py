@@ -203,7 +203,8 @@ async def litellm_guardrail(flow: Flow) -> None:
         flow.record.error = f"{exc.code}: {exc.message}"  # answered BLOCKED: the record says why
         flow.reply = Reply(200, blocked(f"{exc.message} [request {flow.request_id}]"), headers)
         return
-    decision = await flow.served.checker.check(request.phase, litellm_subjects(request, route), route)
+    decision = await flow.served.checker.check(request.phase, litellm_subjects(request, route), route,
+                                               request_id=flow.request_id)
     flow.record.decisions.append(decision)
     flow.reply = Reply(200, answer(request, route, decision, flow.request_id), headers)
 

@@ -6,7 +6,7 @@ config never surfaces later as a strange response.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ from .decisions import action_for
 from .errors import ConfigError
 from .official_pack import load_official_pack
 from .policies import Policy, index_policies, load_policy_file, policy_files_in
+from .shadow import Shadow
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -29,6 +30,7 @@ class LoadedConfig:
     routes: tuple[RouteConfig, ...]
     policies: dict[str, Policy]
     route_files: dict[str, str]
+    shadows: dict[str, tuple[Shadow, ...]] = field(default_factory=dict)  # by route name (shadow.py)
 
     def route(self, name: str) -> RouteConfig | None:
         return next((r for r in self.routes if r.name == name), None)
@@ -70,27 +72,35 @@ def load_config(path: str | Path) -> LoadedConfig:
     path = Path(path)
     proxy = validate(ProxyConfig, read_yaml(path), path)
     base = path.parent
-    policies = index_policies(load_policies(proxy, base))
+    found = load_policies(proxy, base)
     routes_dir = (base / proxy.routes_dir).resolve()
     if not routes_dir.is_dir():
         raise ConfigError(str(path), "routes_dir", f"{routes_dir} is not a directory")
     route_paths = sorted(routes_dir.glob("*.yaml")) + sorted(routes_dir.glob("*.yml"))
     if not route_paths:
         raise ConfigError(str(routes_dir), "", "no route files (*.yaml) found")
-    routes: list[RouteConfig] = []
-    route_files: dict[str, str] = {}
+    parsed: list[tuple[Path, RouteConfig]] = []
     for route_path in route_paths:
         data = read_yaml(route_path)
         if isinstance(data, dict):
             data.setdefault("name", route_path.stem)
-        route = validate(RouteConfig, data, route_path)
+        parsed.append((route_path, validate(RouteConfig, data, route_path)))
+    # Before the policies are indexed: a candidate loaded as an enforced policy too would otherwise be reported
+    # as a second policy with its id, which says nothing about the shadow entry that caused it.
+    refuse_enforced_candidates(parsed, found, base)
+    policies = index_policies(found)
+    routes: list[RouteConfig] = []
+    route_files: dict[str, str] = {}
+    shadows: dict[str, tuple[Shadow, ...]] = {}
+    for route_path, route in parsed:
         check_route(route, proxy, policies, route_path)
         if route.name in route_files:
             raise ConfigError(str(route_path), "name", f"route '{route.name}' is also in {route_files[route.name]}")
         routes.append(route)
         route_files[route.name] = str(route_path)
+        shadows[route.name] = load_shadows(route, policies, base, route_path)
     check_models_unique(routes, route_files)
-    return LoadedConfig(path, proxy, tuple(routes), policies, route_files)
+    return LoadedConfig(path, proxy, tuple(routes), policies, route_files, shadows)
 
 
 def load_policies(proxy: ProxyConfig, base: Path) -> list[Policy]:
@@ -102,6 +112,56 @@ def load_policies(proxy: ProxyConfig, base: Path) -> list[Policy]:
         root = base / proxy.policies.official_pack
         found += load_official_pack(root)  # its datasets are `validate`'s and `eval`'s, never serving's
     return found
+
+
+def candidate_path(base: Path, candidate: str) -> Path:
+    """A candidate file is named relative to proxy.yaml's directory, like policies.files."""
+    return (base / candidate).resolve()
+
+
+def refuse_enforced_candidates(parsed: list[tuple[Path, RouteConfig]], found: list[Policy], base: Path) -> None:
+    """A candidate must not be one of the enforced policy files (inside policies.dirs or in policies.files):
+    it would be enforced, and its id would clash with the policy it shadows."""
+    enforced = {Path(p.source).resolve(): p for p in found}
+    for route_path, route in parsed:
+        for i, entry in enumerate(route.shadow):
+            path = candidate_path(base, entry.candidate)
+            if path in enforced:
+                raise ConfigError(str(route_path), f"shadow.{i}.candidate",
+                                  f"{path} is also loaded as an enforced policy (it is in policies.dirs or "
+                                  f"policies.files); keep candidates apart, e.g. in a candidates/ directory")
+
+
+def load_shadows(route: RouteConfig, policies: dict[str, Policy], base: Path, file: Path) -> tuple[Shadow, ...]:
+    """The route's shadow entries with their candidates loaded and checked against the policies they shadow."""
+    rules = {rule.id: rule for rule in route.policies}
+    shadows = []
+    for i, entry in enumerate(route.shadow):
+        where = f"shadow.{i}"
+        rule = rules.get(entry.policy)
+        if rule is None:
+            raise ConfigError(str(file), f"{where}.policy", f"route '{route.name}' does not enforce policy "
+                                                            f"'{entry.policy}'; it enforces: {', '.join(rules)}")
+        path = candidate_path(base, entry.candidate)
+        if not path.is_file():
+            raise ConfigError(str(file), f"{where}.candidate", f"no candidate policy file at {path}")
+        candidate = load_policy_file(path)  # a malformed candidate: ConfigError naming its file and field
+        enforced = policies[entry.policy]
+        if candidate.id != enforced.id:
+            raise ConfigError(str(file), f"{where}.candidate",
+                              f"the candidate's id is '{candidate.id}', not '{enforced.id}': a candidate is a new "
+                              f"version of the policy it shadows and keeps its id (its digest tells them apart)")
+        if candidate.digest == enforced.digest:
+            raise ConfigError(str(file), f"{where}.candidate",
+                              f"the candidate's text is the enforced policy's ({enforced.source}); after a "
+                              f"promotion, drop the shadow entry")
+        too_high = [level for level in rule.levels if level > candidate.max_level]
+        if too_high:
+            raise ConfigError(str(file), f"{where}.candidate",
+                              f"the candidate has levels 1..{candidate.max_level}, but the route's levels for "
+                              f"'{enforced.id}' name {too_high}: it could not be promoted as the route stands")
+        shadows.append(Shadow(route.name, enforced.id, candidate, entry.sample, entry.max_in_flight))
+    return tuple(shadows)
 
 
 def check_route(route: RouteConfig, proxy: ProxyConfig, policies: dict[str, Policy], file: Path) -> None:

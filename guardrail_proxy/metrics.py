@@ -70,6 +70,16 @@ class Metrics:
                 "guardrail_audit_reduced", "Records stored without checks and content", registry=r),
             "guardrail_audit_records_total": Counter("guardrail_audit_records", "Audit records committed",
                                                      registry=r),
+            "guardrail_shadow_checks_total": Counter(
+                "guardrail_shadow_checks", "Candidate policy calls on live traffic (shadow.py), by agreement with "
+                "the enforced verdict: agree, disagree, error (either check failed)", ["route", "policy", "agreement"],
+                registry=r),
+            "guardrail_shadow_dropped_total": Counter(
+                "guardrail_shadow_dropped", "Candidate policy calls or rows dropped: bound (the entry's "
+                "max_in_flight), busy (no spare classifier slot), shutdown, audit_backlog (the writer's shadow queue "
+                "was full), writer_stopped, store_refused (a row the store would not take), internal (a fault "
+                "starting them)",
+                ["route", "policy", "reason"], registry=r),
         }
 
     def inc(self, name: str, amount: float = 1, **labels: str) -> None:

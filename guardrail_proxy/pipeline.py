@@ -2,6 +2,10 @@
 
 Faults from the classifier become `CheckFailure` values here, and `decisions.combine` applies the route's
 fail mode to them. No HTTP here: the caller turns the decision into a response.
+
+Given the request's id, the checker also hands each phase's calls, once answered, to the shadow runner
+(shadow_run.py), which asks a route's candidate policies the same questions in the background; the decision
+never waits for them and never sees them, and a fault in starting them is logged and counted, never raised.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from .answers import parse_bundle
 from .bundles import Bundles
@@ -21,6 +26,9 @@ from .policies import Policy
 from .relayed import RelayedReplies
 from .segments import split_subject
 from .subjects import Subject, render
+
+if TYPE_CHECKING:  # shadow_run.py reads answers with this module's functions: only its type is needed here
+    from .shadow_run import ShadowRunner
 
 log = logging.getLogger("guardrail_proxy.pipeline")
 OnOutcome = Callable[[CheckOutcome], None]
@@ -131,7 +139,7 @@ class Checker:
     def __init__(self, classifiers: dict[str, Classifier], policies: dict[str, Policy],
                  on_outcome: OnOutcome | None = None, max_chars: dict[str, int] | None = None,
                  capacity: dict[str, int] | None = None, relayed: RelayedReplies | None = None,
-                 settings_keys: dict[str, str] | None = None) -> None:
+                 settings_keys: dict[str, str] | None = None, shadow: ShadowRunner | None = None) -> None:
         self.classifiers = classifiers
         self.policies = policies
         self.relayed = relayed if relayed is not None else RelayedReplies()
@@ -143,8 +151,12 @@ class Checker:
         self.max_chars = max_chars or {}
         self.capacity = capacity or {}
         self.in_flight: dict[tuple[str, str], int] = {}  # (classifier, route) -> calls started, not finished
+        self.shadow = shadow
 
-    async def check(self, phase: Phase, subjects: Sequence[Subject], route: RouteConfig) -> Decision:
+    async def check(self, phase: Phase, subjects: Sequence[Subject], route: RouteConfig,
+                    request_id: str | None = None) -> Decision:
+        """One phase's decision. `request_id` decides whether the route's shadow policies see this phase
+        (shadow.sampled) and names their rows; without it, nothing is shadowed."""
         budget = self.max_chars.get(route.classifier, DEFAULT_MAX_CHARS)
         checks = plan_checks(phase, subjects, route, self.policies, budget, self._judged(phase, route))
         if not checks:
@@ -165,10 +177,10 @@ class Checker:
             return self.refuse(refused(phase, "overload", f"route '{route.name}' is over its fair share of the "
                                                           f"classifier ({mine} calls in flight, {needed} more needed)"))
         if not needed:  # all answers in the cache: nothing to count, nothing to give back
-            return await self._run(phase, checks, calls, classifier, route)
+            return await self._run(phase, checks, calls, classifier, route, request_id)
         self.in_flight[slot] = mine + needed
         try:
-            return await self._run(phase, checks, calls, classifier, route)
+            return await self._run(phase, checks, calls, classifier, route, request_id)
         finally:
             # Read the count again: other requests of this route started and ended meanwhile.
             left = self.in_flight.get(slot, 0) - needed
@@ -207,7 +219,7 @@ class Checker:
         return decision
 
     async def _run(self, phase: Phase, checks: list[Check], calls: list[Call], classifier: Classifier,
-                   route: RouteConfig) -> Decision:
+                   route: RouteConfig, request_id: str | None) -> Decision:
         # Identical (policy, text) pairs in one request share one call (plan_calls).
         futures: list[Awaitable[Classification | ClassifierError]] = [
             asyncio.ensure_future(self._one(classifier, call.policy, call.content)) for call in calls]
@@ -221,17 +233,36 @@ class Checker:
         outcomes = [to_outcome(phase, c, results[c.key]) for c in checks]
         for outcome in outcomes:
             self.on_outcome(outcome)
+        if self.shadow is not None and request_id is not None and self.shadow.wants(route.name):
+            self.start_shadow(self.shadow, request_id, route, phase, calls, checks, outcomes)
         return combine(phase, outcomes, route, self.policies)
+
+    def start_shadow(self, shadow: ShadowRunner, request_id: str, route: RouteConfig, phase: Phase,
+                     calls: Sequence[Call], checks: Sequence[Check], outcomes: Sequence[CheckOutcome]) -> None:
+        """Hand a phase's answered calls to the shadow runner. Never raises: a fault there is a bug of ours in
+        work nothing waits for, so it is logged and counted (reason internal) and the decision goes on."""
+        try:
+            shadow.start(request_id, route, phase, [(call.content, call.members) for call in calls],
+                         [(check.content, outcome) for check, outcome in zip(checks, outcomes, strict=True)],
+                         self.bundles)
+        except Exception:
+            log.exception("shadow calls of request %s could not start; its decision is unaffected", request_id)
+            shadow.output.dropped(route.name, "*", "internal")
 
     @staticmethod
     async def _one(classifier: Classifier, policy: Policy, content: str) -> Classification | ClassifierError:
-        try:
-            return await classifier.classify(policy, content)
-        except ClassifierError as exc:
-            return exc
-        except Exception as exc:  # a bug or an unforeseen answer must still follow the fail mode
-            log.exception("classifier call failed unexpectedly")
-            return ClassifierError(f"unexpected failure: {type(exc).__name__}: {exc}", kind="internal")
+        return await settled(classifier.classify(policy, content))
+
+
+async def settled(call: Awaitable[Classification]) -> Classification | ClassifierError:
+    """A classifier call's answer, or its fault as a value (an enforced check's and a shadow call's alike)."""
+    try:
+        return await call
+    except ClassifierError as exc:
+        return exc
+    except Exception as exc:  # a bug or an unforeseen answer must still follow the fail mode
+        log.exception("classifier call failed unexpectedly")
+        return ClassifierError(f"unexpected failure: {type(exc).__name__}: {exc}", kind="internal")
 
 
 def to_outcome(phase: Phase, check: Check, result: Classification | ClassifierError) -> CheckOutcome:

@@ -45,14 +45,22 @@ def needs_restart(old: ProxyConfig, new: ProxyConfig) -> list[str]:
     return [name for name in RESTART_ONLY if value_at(old, name) != value_at(new, name)]
 
 
+def candidates(config: LoadedConfig) -> dict[str, str]:
+    """Each shadow entry ("route/policy") -> its candidate's digest: a candidate file is outside the route
+    files and the policy directories, so an edit to it shows only here."""
+    return {f"{route}/{s.policy_id}": s.candidate.digest for route, shadows in config.shadows.items()
+            for s in shadows}
+
+
 def changes(old: LoadedConfig, new: LoadedConfig) -> tuple[str, ...]:
-    """A short account of what a reload changed: routes and policies added, removed or edited, and whether the
-    rest of proxy.yaml changed."""
+    """A short account of what a reload changed: routes, policies and shadow candidates added, removed or
+    edited, and whether the rest of proxy.yaml changed."""
     out: list[str] = []
     old_routes, new_routes = {r.name: r for r in old.routes}, {r.name: r for r in new.routes}
     old_pols, new_pols = {p.id: p.digest for p in old.policies.values()}, {p.id: p.digest
                                                                         for p in new.policies.values()}
-    for kind, before, after in (("route", old_routes, new_routes), ("policy", old_pols, new_pols)):
+    for kind, before, after in (("route", old_routes, new_routes), ("policy", old_pols, new_pols),
+                                ("shadow candidate", candidates(old), candidates(new))):
         for name in sorted(after.keys() - before.keys()):
             out.append(f"{kind} {name} added")
         for name in sorted(before.keys() - after.keys()):

@@ -21,6 +21,7 @@ from .rate_limit import RateLimiter
 from .reload import ReloadResult, changes, needs_restart
 from .served import Served
 from .settings import Settings, prepare_litellm_import
+from .shadow_run import SHUTDOWN_GRACE_S, ShadowOutput
 from .tracing import Tracing
 
 if TYPE_CHECKING:
@@ -37,7 +38,9 @@ def warm_imports(config: LoadedConfig) -> None:
 
 
 def policy_texts(config: LoadedConfig) -> list[tuple[str, str, str]]:
-    return [(p.digest, p.id, p.text) for p in config.policies.values()]
+    """Every policy version the config can name in a record: the enforced ones and the shadow candidates."""
+    candidates = [s.candidate for shadows in config.shadows.values() for s in shadows]
+    return [(p.digest, p.id, p.text) for p in (*config.policies.values(), *candidates)]
 
 
 @dataclass
@@ -51,7 +54,7 @@ class Runtime:
     draining: bool = False
     closing: bool = False
     flying: int = 0  # requests started and not yet ended, on any generation
-    retired: list[Served] = field(default_factory=list)  # replaced generations with requests still in flight
+    retired: list[Served] = field(default_factory=list)  # replaced generations not yet done closing
     last_reload: ReloadResult | None = None
     ops_key: str | None = None  # ops.py: what /metrics, /readyz and /admin/* require, when set
     reloading: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -61,9 +64,10 @@ class Runtime:
         proxy = config.proxy
         metrics = Metrics()
         tracing = Tracing.build(proxy.tracing, str(config.path), span_exporter)
-        served = Served.build(config, settings, metrics.record_check, tracing)
         audit = AuditWriter(build_store(proxy.audit, settings, str(config.path)), proxy.audit, metrics,
                             policy_texts(config))
+        served = Served.build(config, settings, metrics.record_check, tracing,
+                              shadow_output=ShadowOutput(audit, metrics))
         runtime = cls(settings, served, metrics, audit, tracing,
                       ops_key=ops_key(proxy.server, settings, str(config.path)))
         metrics.watch(runtime)
@@ -97,9 +101,19 @@ class Runtime:
         await self.audit.start()
         self.metrics.set_generation(self.served.generation, ok=True)
 
+    def hurry(self) -> None:
+        """Shadow calls still running on any generation get at most SHUTDOWN_GRACE_S more."""
+        for generation in (*self.retired, self.served):
+            if generation.checker.shadow is not None:
+                generation.checker.shadow.hurry(SHUTDOWN_GRACE_S)
+
     async def close(self) -> None:
         self.closing = True
+        self.hurry()  # before the lock: nothing under it waits for shadow calls, but be sure they end soon
         async with self.reloading:  # a reload under way finishes (or fails) first; later ones are refused
+            self.hurry()  # the generation such a reload replaced, too
+            # Generations close before the audit writer: the rows of shadow calls finishing now are committed.
+            # A retired generation's close already runs as a task (Served.close_soon): this waits for it.
             await asyncio.gather(*(s.close() for s in (*self.retired, self.served)))
         await self.audit.close()
         if self.tracing:
@@ -122,7 +136,8 @@ class Runtime:
                                                         "the edit was not applied")
                 await asyncio.to_thread(warm_imports, config)  # litellm's ~2 s import, off the event loop
                 served = Served.build(config, self.settings, self.metrics.record_check, self.tracing,
-                                      old.generation + 1, previous=old)
+                                      old.generation + 1, previous=old,
+                                      shadow_output=ShadowOutput(self.audit, self.metrics))
                 try:
                     await self.audit.add_policies(policy_texts(config))
                 except Exception as exc:  # the store is down: records would name digests it has no text for
@@ -135,8 +150,8 @@ class Runtime:
                 return self.failed(old, path, exc.message if isinstance(exc, ConfigError)
                                    else f"{type(exc).__name__}: {exc}")
             self.served = served
-            self.retired = [s for s in self.retired if not s.closed.is_set()] + [old]
-            await old.retire()
+            self.retired = [s for s in self.retired if not s.finished()] + [old]
+            old.retire()  # closes in a task of its own: its shadow calls may run up to the classifier's deadline
             result = ReloadResult(True, served.generation, path, changed=changes(old.config, config))
             log.info("config reloaded: generation %d (%s)", served.generation, "; ".join(result.changed) or "no change")
             return self.reloaded(result)

@@ -3,6 +3,7 @@ digest, and refusing what they cannot read."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -101,3 +102,21 @@ def test_prune_deletes_in_chunks(opened):
         assert writable.execute("SELECT COUNT(*) FROM checks").fetchone() == (1,)
     finally:
         writable.close()
+
+
+def test_shadow_rows_go_to_their_own_table_never_to_checks(opened):
+    store, reader = opened
+    store.open()
+    row = {"kind": "shadow_check", "request_id": "a", "ts": 1.0, "route": "r", "phase": "input", "policy": "p",
+           "subject": "0", "enforced_digest": "d1", "candidate_digest": "d2", "enforced_result": "pass",
+           "enforced_label": "P0", "result": "violation", "label": "P2", "severity": 2, "agree": 0,
+           "error_kind": None, "latency_ms": 5.0, "detail": {"reasoning": "r", "answer": "P2"}}
+    store.write([rec("a", 1.0), row, {**row, "phase": "output", "agree": None, "result": "error"}])
+    store.write([row])  # alone in a batch, too
+    store.close()
+    db = reader()
+    assert db.execute("SELECT COUNT(*) FROM checks").fetchone() == (1,)
+    stored = db.execute("SELECT phase, agree, result, detail FROM shadow_checks ORDER BY phase, agree").fetchall()
+    assert [r[:3] for r in stored] == [("input", 0, "violation"), ("input", 0, "violation"), ("output", None, "error")]
+    assert json.loads(stored[0][3]) == {"reasoning": "r", "answer": "P2"}
+    db.close()

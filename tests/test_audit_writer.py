@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from guardrail_proxy.audit_store import JsonlStore
-from guardrail_proxy.audit_writer import AuditWriter
+from guardrail_proxy.audit_writer import SHADOW_GROUP, AuditWriter
 from guardrail_proxy.config import AuditConfig
 from guardrail_proxy.errors import AuditUnavailable
 from guardrail_proxy.metrics import Metrics
@@ -150,3 +150,98 @@ async def test_a_stop_cuts_a_long_batch_window_short_and_later_records_are_count
     with pytest.raises(AuditUnavailable, match="shutting down"):
         await late
     assert "guardrail_audit_lost_total 1" in metrics.render()
+
+
+def shadow(n: int, **detail) -> dict:
+    return {"kind": "shadow_check", "request_id": f"r{n}", "ts": float(n), "route": "main", "policy": "violence",
+            "detail": {"reasoning": "long text", **detail}}
+
+
+async def test_shadow_rows_never_hold_requests_and_past_max_pending_are_dropped_and_counted(tmp_path):
+    store = Store(str(tmp_path / "a.jsonl"))
+    metrics = Metrics()
+    writer = AuditWriter(store, config(durability="sync", max_pending=2, when_full="refuse"), metrics)
+    await writer.start()
+    store.gate.clear()  # the store hangs: nothing commits
+    assert writer.submit_shadow(shadow(1)) and writer.submit_shadow(shadow(2))
+    await asyncio.sleep(0.05)
+    await writer.room()  # two rows waiting, but no request record: a request is not held
+    assert writer.problem() is None
+    assert writer.submit_shadow(shadow(3)) is False
+    store.gate.set()
+    await writer.close()
+    lines = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [(line["kind"], line["request_id"]) for line in lines] == [("shadow_check", "r1"), ("shadow_check", "r2")]
+    text = metrics.render()
+    assert 'guardrail_shadow_dropped_total{policy="violence",reason="audit_backlog",route="main"} 1' in text
+    assert "guardrail_audit_records_total 0" in text  # shadow rows are not request records
+
+
+async def test_a_record_is_committed_before_shadow_rows_queued_ahead_of_it(tmp_path):
+    store = Store(str(tmp_path / "a.jsonl"))
+    writer = AuditWriter(store, config(durability="sync"), Metrics())
+    await writer.start()
+    store.gate.clear()  # the store hangs on the first commit
+    first = writer.submit(rec(0))
+    while not writer.writing:
+        await asyncio.sleep(0.01)
+    for n in range(1, 601):  # rows queued while that commit hangs, ahead of the next record
+        assert writer.submit_shadow(shadow(n))
+    second = writer.submit(rec(601))
+    store.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    await writer.close()
+    kinds = [json.loads(line).get("kind", "record") for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert kinds[:2] == ["record", "record"] and kinds[2:] == ["shadow_check"] * 600
+    assert store.batches[:2] == [1, 1]  # the second record's commit held no shadow row
+    assert max(store.batches[2:]) <= SHADOW_GROUP
+
+
+async def test_shadow_rows_the_store_refuses_are_dropped_and_counted_never_retried(tmp_path):
+    store = Store(str(tmp_path / "a.jsonl"), fail=3)  # the group, then each row alone: the store is down
+    metrics = Metrics()
+    writer = AuditWriter(store, config(durability="sync"), metrics)
+    await writer.start()
+    writer.submit_shadow(shadow(1))
+    writer.submit_shadow(shadow(2))
+    while store.fail:
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(writer.submit(rec(3)), 5)  # a record behind them is not held up
+    await writer.close()
+    [line] = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert json.loads(line)["request_id"] == "r3"
+    text = metrics.render()
+    assert 'guardrail_shadow_dropped_total{policy="violence",reason="store_refused",route="main"} 2' in text
+    assert "guardrail_audit_commit_failures_total 0" in text  # not a failed commit of records
+
+
+class RefusesShadowTexts(Store):
+    def write(self, records):
+        if any(r.get("kind") and "bad" in r["detail"] for r in records):
+            raise ValueError("this row cannot be stored")
+        super().write(records)
+
+
+async def test_one_shadow_row_the_store_refuses_is_dropped_and_the_rest_are_stored(tmp_path):
+    store = RefusesShadowTexts(str(tmp_path / "a.jsonl"))
+    metrics = Metrics()
+    writer = AuditWriter(store, config(batch_ms=20), metrics)
+    await writer.start()
+    for n in range(8):
+        writer.submit_shadow(shadow(n, **({"bad": True} if n == 5 else {})))
+    await asyncio.wait_for(writer.submit(rec(99)), 5)
+    await writer.close()
+    stored = {json.loads(line)["request_id"] for line in (tmp_path / "a.jsonl").read_text().splitlines()}
+    assert stored == {f"r{n}" for n in range(8) if n != 5} | {"r99"}
+    assert 'guardrail_shadow_dropped_total{policy="violence",reason="store_refused",route="main"} 1' in \
+        metrics.render()
+
+
+async def test_a_shadow_row_after_the_writer_stopped_is_dropped_as_such(tmp_path):
+    metrics = Metrics()
+    writer = AuditWriter(Store(str(tmp_path / "a.jsonl")), config(), metrics)
+    await writer.start()
+    await writer.close()
+    assert writer.submit_shadow(shadow(1)) is False
+    assert 'guardrail_shadow_dropped_total{policy="violence",reason="writer_stopped",route="main"} 1' in \
+        metrics.render()

@@ -121,3 +121,56 @@ def test_serve_with_a_bad_config_exits_2_with_the_reason(tmp_path, capsys):
 def test_validate_command(tmp_path, capsys):
     assert main(["validate", "--config", str(tree(tmp_path, PROXY, {"main": ROUTE}))]) == 0
     assert "1 route(s)" in capsys.readouterr().out
+
+
+CANDIDATE = VIOLENCE_POLICY + "Candidate wording: duels count as TV2.\n"
+
+
+def shadow_tree(tmp: Path, shadow: list[dict], files: dict[str, str] | None = None, **route) -> Path:
+    path = tree(tmp, PROXY, {"main": {**ROUTE, **route, "shadow": shadow}})
+    for name, text in (files if files is not None else {"candidates/violence.md": CANDIDATE}).items():
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / name).write_text(text)
+    return path
+
+
+SHADOW = {"policy": "violence", "candidate": "candidates/violence.md", "sample": 0.25}
+
+
+def test_a_shadow_entry_loads_its_candidate_beside_the_enforced_policy(tmp_path):
+    config = load_config(shadow_tree(tmp_path, [SHADOW]))
+    [shadow] = config.shadows["main"]
+    assert shadow.policy_id == "violence" and shadow.sample == 0.25 and shadow.max_in_flight == 4
+    assert shadow.candidate.id == "violence" and shadow.candidate.digest != config.policies["violence"].digest
+    assert shadow.candidate.source == str(tmp_path / "candidates" / "violence.md")
+    assert list(config.policies) == ["violence"]  # the candidate is not enforced
+
+
+@pytest.mark.parametrize(("shadow", "files", "route", "file", "field", "reason"), [
+    ([{**SHADOW, "policy": "selfharm"}], None, {}, "main.yaml", "shadow.0.policy",
+     "does not enforce policy 'selfharm'"),
+    ([{**SHADOW, "candidate": "candidates/nope.md"}], None, {}, "main.yaml", "shadow.0.candidate",
+     "no candidate policy file"),
+    ([SHADOW], {"candidates/violence.md": "no front matter"}, {}, "violence.md", "front matter", "'---'"),
+    ([SHADOW], {"candidates/violence.md": CANDIDATE.replace("id: violence", "id: violence-v2")}, {}, "main.yaml",
+     "shadow.0.candidate", "the candidate's id is 'violence-v2', not 'violence'"),
+    ([SHADOW], {"candidates/violence.md": VIOLENCE_POLICY}, {}, "main.yaml", "shadow.0.candidate",
+     "drop the shadow entry"),
+    ([{**SHADOW, "candidate": "policies/violence-v2.md"}], {"policies/violence-v2.md": CANDIDATE}, {}, "main.yaml",
+     "shadow.0.candidate", "also loaded as an enforced policy"),
+    ([SHADOW], {"candidates/violence.md": CANDIDATE.replace(", TV3: Extreme", "")},
+     {"policies": [{"id": "violence", "levels": {3: "block"}}]}, "main.yaml", "shadow.0.candidate",
+     "could not be promoted"),
+    ([{**SHADOW, "sample": 0}], None, {}, "main.yaml", "shadow.0.sample", "greater than 0"),
+    ([{**SHADOW, "sample": 1.5}], None, {}, "main.yaml", "shadow.0.sample", "less than or equal to 1"),
+    ([{**SHADOW, "max_in_flight": 0}], None, {}, "main.yaml", "shadow.0.max_in_flight", "greater than or equal"),
+    ([SHADOW, SHADOW], None, {}, "main.yaml", "shadow", "listed twice"),
+    ([{**SHADOW, "sampel": 1}], None, {}, "main.yaml", "shadow.0.sampel", "unknown field"),
+])
+def test_a_bad_shadow_entry_names_file_field_and_reason(tmp_path, shadow, files, route, file, field, reason):
+    with pytest.raises(ConfigError) as info:
+        load_config(shadow_tree(tmp_path, shadow, files, **route))
+    error = info.value
+    assert error.file.endswith(file), error
+    assert error.field.startswith(field), error
+    assert reason in error.reason, error

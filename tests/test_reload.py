@@ -4,13 +4,14 @@ finishes on the config it started with."""
 
 from __future__ import annotations
 
+import textwrap
 import threading
 import time
 
 import httpx
 import pytest
 import yaml
-from conftest import metric, user
+from conftest import VIOLENCE_POLICY, metric, user
 
 OPS = {"authorization": "Bearer ops-secret"}
 
@@ -143,3 +144,49 @@ def test_a_reload_keeps_the_answers_of_an_unchanged_classifier(proxy):
     proxy.client.chat.completions.create(model="test-model", messages=user("hello"))
     assert len(proxy.classifier.requests) > asked
     assert proxy.classifier.requests[-1]["reasoning_effort"] == "high"
+
+
+CANDIDATE_MARK = "Candidate wording: duels count as TV2."
+
+
+def with_candidate(tmp_path) -> dict:
+    """A shadow entry for the route, its candidate file written next to the policies."""
+    (tmp_path / "candidates").mkdir(exist_ok=True)
+    (tmp_path / "candidates" / "violence.md").write_text(textwrap.dedent(VIOLENCE_POLICY) + CANDIDATE_MARK + "\n")
+    return {"shadow": [{"policy": "violence", "candidate": "candidates/violence.md", "sample": 1.0}]}
+
+
+def test_a_reload_that_only_edits_a_candidate_says_so(make_proxy, tmp_path):
+    proxy = make_proxy(with_candidate(tmp_path), server_cfg={"ops_key_env": "OPS_KEY"}, env={"OPS_KEY": "ops-secret"})
+    candidate = tmp_path / "candidates" / "violence.md"
+    candidate.write_text(candidate.read_text() + "One more candidate line.\n")
+    answer = reload(proxy).json()
+    assert answer["reloaded"] is True and answer["changed"] == ["shadow candidate main/violence edited"]
+
+
+def test_a_reload_answers_at_once_while_a_slow_candidate_call_runs(make_proxy, tmp_path):
+    # The classifier's deadline is 30 s, and so is the replaced generation's grace for its candidate calls.
+    proxy = make_proxy({**with_candidate(tmp_path), "output": {"enabled": False}}, classifier={"timeout_s": 30},
+                       extra_routes={"plain": {"models": ["plain-model"], "upstream": "standin",
+                                               "policies": [{"id": "violence"}], "output": {"enabled": False}}},
+                       server_cfg={"ops_key_env": "OPS_KEY"}, env={"OPS_KEY": "ops-secret"})
+    # The enforced answer comes from the verdict cache (warmed by a route without a shadow), so only the
+    # candidate's call meets the slow classifier.
+    proxy.client.chat.completions.create(model="plain-model", messages=user("a slow question"))
+    proxy.classifier.delay_s = 30
+    asked = len(proxy.classifier.requests)
+    reply = proxy.client.chat.completions.create(model="test-model", messages=user("a slow question"))
+    assert reply.choices[0].message.content == "Stand-in reply to: a slow question"
+    deadline = time.monotonic() + 5
+    while len(proxy.classifier.requests) == asked and time.monotonic() < deadline:
+        time.sleep(0.01)
+    [call] = proxy.classifier.requests[asked:]
+    assert CANDIDATE_MARK in call["messages"][0]["content"]  # the candidate's call is at the classifier
+    answer = httpx.post(f"{proxy.url}/admin/reload", headers=OPS, timeout=10)  # not 30 s
+    assert answer.status_code == 200 and answer.json()["reloaded"] is True
+    assert proxy.client.chat.completions.create(model="plain-model", messages=user("a slow question")).choices
+    runtime = proxy.server.server.config.app.state.runtime
+    [old] = runtime.retired
+    assert old.closing is not None and not old.closing.done()  # still giving its candidate call time, apart
+    # At shutdown (the fixture stops the proxy), the call gets a short grace and the close task is awaited: the
+    # fixture checks that no task is left behind.
