@@ -5,6 +5,9 @@ ids and client names, so they can be moved to a port of their own and put behind
   longer does (404 there);
 - `server.ops_key_env`: the operator endpoints need `Authorization: Bearer <ops key>`; the admin endpoints
   (which change what the proxy does) are refused without one configured.
+
+The review console (/console, console/access.py) follows the same two settings; a browser presents the ops
+key once, through the console's login form, and then carries a session cookie instead of a Bearer header.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from .errors import ConfigError, RouteForbidden, Unauthorized, UnknownRoute, err
 from .settings import Settings
 
 LISTENER = "guardrail.listener"  # the ASGI scope key the ops listener sets
-OPS_PATHS = ("/metrics", "/readyz", "/healthz", "/admin/")
+OPS_PATHS = ("/metrics", "/readyz", "/healthz", "/admin/", "/console", "/console/")
 
 
 def ops_key(server: ServerConfig, settings: Settings, source: str) -> str | None:
@@ -64,8 +67,8 @@ class OpsListener:
         if scope["type"] == "http":
             scope = {**scope, LISTENER: "ops"}
             if not is_ops_path(scope["path"]):
-                body = json.dumps(error_body("the ops port serves /metrics, /readyz, /healthz and /admin/* only",
-                                             "invalid_request_error", "not_found")).encode()
+                body = json.dumps(error_body("the ops port serves /metrics, /readyz, /healthz, /admin/* and "
+                                             "/console/ only", "invalid_request_error", "not_found")).encode()
                 await send({"type": "http.response.start", "status": 404,
                             "headers": [(b"content-type", b"application/json")]})
                 await send({"type": "http.response.body", "body": body})

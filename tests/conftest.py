@@ -22,6 +22,7 @@ import openai
 import pg_server
 import pytest
 import yaml
+from console_seed import Seeded
 
 from guardrail_proxy.app import create_app
 from guardrail_proxy.loader import load_config
@@ -203,3 +204,13 @@ def metric(text: str, sample: str, **labels: str) -> float:
 
 def user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def seeded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Seeded]:
+    """An empty audit store of each kind, with the console tests' helpers for writing records, marks and shadow
+    verdicts into it (console_seed.py)."""
+    where = str(tmp_path / "audit.db") if request.param == "sqlite" else request.getfixturevalue("postgres_dsn")
+    data = Seeded(request.param, where)
+    yield data
+    data.close()
