@@ -1,9 +1,15 @@
 """The one reader of free text inside JSON the proxy forwards or relays. Pure.
 
-Every string is text to classify, with two exceptions, both decided by where the string sits and never by
-what it starts with:
-- structural fields (`STRUCTURAL`): ids, enums and names the callers list for the position they read
-  (a message's `role`, a chunk's `finish_reason`); callers pass them, nothing here skips a key by name alone;
+Every string is text to classify, with three exceptions, each decided by where the string sits and what shape
+it has, never by what it starts with:
+- fields another reader handles (`skip`): the caller reads them itself (a message's `content`, a choice's
+  `message`), so they are not read twice;
+- structural fields (`structure`): ids, enums, names and counters at the positions the callers list (a
+  completion's `id` and `model`, a choice's `finish_reason`, a message's `role`). Such a field is skipped only
+  while its value has the shape the wire format puts there (`structural`): one of the field's known names
+  (`NAMES`), a number for a counter (`NUMBERS`), or else a short token (`TOKEN`). Any other value (a
+  sentence, an unknown role, an object) is read like every other string, so an upstream cannot carry text past
+  the check in a field the reader would otherwise pass over;
 - inline media (`MEDIA_PATHS`): base64 audio, images and files at the places the OpenAI wire format puts
   them, and only when the value has the shape of a payload (base64, a base64 data: URL, an image link).
   Those bytes are not text; the README's security model says they are not judged.
@@ -48,7 +54,44 @@ VOCABULARY = frozenset({
 })
 
 
-IDENTIFIER = re.compile(r"[A-Za-z_$][\w.$-]{0,63}")
+# A key that names a field rather than says something: ASCII only (a Unicode \w would let 64 characters of
+# Chinese, a whole sentence, pass as a name) and at most 64 characters, the same bound as TOKEN below.
+IDENTIFIER = re.compile(r"[A-Za-z_$][\w.$-]{0,63}", re.ASCII)
+
+# The known values of the structural fields that hold one of a few names. A value outside its field's list (an
+# unknown role, a finish reason nobody defined) is read as text.
+NAMES: dict[str, frozenset[str]] = {
+    "role": frozenset({"system", "developer", "user", "assistant", "tool", "function"}),
+    "finish_reason": frozenset({"stop", "length", "tool_calls", "content_filter", "function_call",
+                                "abort"}),  # abort: vLLM's, for a request it stopped itself
+    "object": frozenset({"chat.completion", "chat.completion.chunk"}),
+    "service_tier": frozenset({"auto", "default", "flex", "scale", "priority"}),
+}
+# Structural fields that hold a number (a Unix time, a position): a string there is read.
+NUMBERS = frozenset({"created", "index"})
+# Any other structural value (an id, a model name, a system fingerprint, a tool call id, a content part's type)
+# is skipped only as a token: ASCII letters, digits and the punctuation ids, model names and paths use
+# ("chatcmpl-9f2c", "meta-llama/Llama-3.1-8B-Instruct", "gpt-oss-safeguard:20b", "claude@20240620"), no
+# spaces, at most 64 characters. The bound is what makes skipping safe: an unread value can name a thing, but
+# it cannot hold a sentence with spaces, and the most it can hide is one hyphen- or underscore-joined run of
+# 64 characters per field. Typical values are well inside it: completion ids of OpenAI and vLLM 38-41
+# characters, vLLM's tool call ids 46, fingerprints ~13, model names and paths mostly under 60. A longer
+# value (an AWS model ARN, a deep local path) is read as text: one more classifier call, never a value let
+# through unread.
+TOKEN = re.compile(r"[A-Za-z0-9_/][\w.:/@+=-]{0,63}", re.ASCII)
+
+
+def structural(key: str, value: object) -> bool:
+    """Whether `value` has the shape the wire format gives the structural field `key`, so that skipping it
+    hides no text. A number, a boolean and null carry no text in any field; an object or a list always may."""
+    if value is None or isinstance(value, bool | int | float):
+        return True
+    if not isinstance(value, str):
+        return False
+    names = NAMES.get(key)
+    if names is not None:
+        return value in names
+    return key not in NUMBERS and TOKEN.fullmatch(value) is not None
 
 
 def key_is_text(key: object, value: object) -> bool:
@@ -79,18 +122,19 @@ def is_media(parent: str | None, key: str, value: object) -> bool:
     return (parent, key) == ("image_url", "url") and LINK.fullmatch(value) is not None
 
 
-def leaves(value: object, path: str = "", parent: str | None = None,
-           skip: Collection[str] = ()) -> Iterator[tuple[str, str]]:
+def leaves(value: object, path: str = "", parent: str | None = None, skip: Collection[str] = (),
+           structure: Collection[str] = ()) -> Iterator[tuple[str, str]]:
     """(JSON path, text) for every non-blank string inside `value` and every key that is text, depth first
     in document order. A list item's path uses its `index` field when it has one, as clients key choices and
-    tool calls when they join streamed pieces. `skip` names the structural keys of the top-level object only;
-    nested objects get no such allowance, only the media paths."""
+    tool calls when they join streamed pieces. `skip` names the keys of the top-level object that another
+    reader handles, `structure` its structural keys, skipped only while `structural`; nested objects get no
+    such allowance, only the media paths. Recursive: wire_json.loads bounds the depth of what it parses."""
     if isinstance(value, str):
         if value.strip():
             yield path, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            if key in skip or is_media(parent, key, item):
+            if key in skip or (key in structure and structural(key, item)) or is_media(parent, key, item):
                 continue
             if key_is_text(key, item):
                 yield f"{path}{{}}{key}", key
@@ -101,11 +145,12 @@ def leaves(value: object, path: str = "", parent: str | None = None,
             yield from leaves(item, f"{path}[{slot}]", parent)
 
 
-def strings(value: object, parent: str | None = None, skip: Collection[str] = ()) -> Iterator[str]:
+def strings(value: object, parent: str | None = None, skip: Collection[str] = (),
+            structure: Collection[str] = ()) -> Iterator[str]:
     """Every text of `value` (see `leaves`), without its path."""
-    for _, text in leaves(value, "", parent, skip):
+    for _, text in leaves(value, "", parent, skip, structure):
         yield text
 
 
-def text_of(value: object, skip: Collection[str] = ()) -> str:
-    return "\n".join(strings(value, skip=skip))
+def text_of(value: object, skip: Collection[str] = (), structure: Collection[str] = ()) -> str:
+    return "\n".join(strings(value, skip=skip, structure=structure))

@@ -13,8 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from openai.types.chat import ChatCompletion
-
 from .audit import AuditRecord
 from .completion_text import choice_messages, completion_subjects
 from .config import RouteConfig, UpstreamConfig
@@ -52,7 +50,7 @@ class StreamReply:
     close: Callable[[], Awaitable[None]]  # run by the response however it ended: stops work, runs end hooks
 
 
-Started = asyncio.Task[ChatCompletion] | ChunkFeed
+Started = asyncio.Task[dict[str, Any]] | ChunkFeed
 
 
 class Exchange:
@@ -96,7 +94,7 @@ class Exchange:
             return ChunkFeed(self.upstream.stream(body))
         task = asyncio.create_task(self.upstream.complete(body))
 
-        def ended(_task: asyncio.Task[ChatCompletion]) -> None:
+        def ended(_task: asyncio.Task[dict[str, Any]]) -> None:
             # Timed when it ends, not when awaited: with a speculative start it may end during the input check.
             timing.upstream_s = time.perf_counter() - began
 
@@ -120,7 +118,8 @@ class Exchange:
         # The forwarded body's fields beyond messages, model, n and stream are the request's extras as sent:
         # read them there rather than dump the whole request (messages included) a second time.
         fields = request_fields_subject(chat.model_extra or {})
-        decision = await self.checker.check("input", [*subjects, *([fields] if fields else [])], self.route)
+        decision = await self.checker.check("input", [*subjects, *([fields] if fields else [])], self.route,
+                                             request_id=self.record.request_id)
         self.decisions.append(decision)
         if decision.outcome is Outcome.UNAVAILABLE:
             raise unavailable(decision)
@@ -130,14 +129,14 @@ class Exchange:
             return rewrite_input(chat, decision, self.route.rewrite_input), None
         return chat, None
 
-    async def complete(self, task: asyncio.Task[ChatCompletion], chat: ChatRequest) -> Reply:
-        completion = await task
-        # An upstream's off-spec value (say, content as a list of parts) is relayed as sent, without a warning.
-        body = completion.model_dump(mode="json", exclude_unset=True, warnings=False)
+    async def complete(self, task: asyncio.Task[dict[str, Any]], chat: ChatRequest) -> Reply:
+        # The upstream's JSON object itself: what is checked is read from the very body that is relayed, and an
+        # off-spec value (say, content as a list of parts) is relayed as sent.
+        body = await task
         if self.route.output.enabled:
-            choices = choice_messages(completion)
-            decision = await self.checker.check("output", completion_subjects(completion, chat, self.route, choices),
-                                                self.route)
+            choices = choice_messages(body)
+            decision = await self.checker.check("output", completion_subjects(body, chat, self.route, choices),
+                                                self.route, request_id=self.record.request_id)
             self.decisions.append(decision)
             if decision.outcome is Outcome.UNAVAILABLE:
                 raise unavailable(decision)
@@ -186,8 +185,11 @@ class Exchange:
         return self.finish(Reply(200, refusal_completion(trigger.refusal, chat.model, rid, chat.n or 1)))
 
     def finish(self, reply: Reply) -> Reply:
+        """The proxy's headers, and its `guardrail` object when the verdicts are shown. A `guardrail` key the
+        upstream put in its completion is dropped either way: the client must never take it for the proxy's."""
         rid = self.record.request_id
         reply.headers.update(guardrail_headers(rid, self.decisions))
+        reply.body.pop("guardrail", None)
         if is_visible(self.decisions) and "choices" in reply.body:
             reply.body["guardrail"] = guardrail_object(rid, self.route.name, self.decisions,
                                                        self.route.reveal_reasoning)

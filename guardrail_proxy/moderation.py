@@ -45,7 +45,7 @@ def parse_moderation(body: dict[str, Any]) -> ModerationInput:
     media = tuple(dict.fromkeys(v["type"] for v in value if v["type"] not in READABLE_PARTS))
     # Every part is read as a chat message's parts are: a media part's other fields are text too; only the
     # media payload itself is skipped (extract.py).
-    text = "\n".join(t for v in value if (t := text_of(v, skip={"type"})))
+    text = "\n".join(t for v in value if (t := text_of(v, structure={"type"})))
     return ModerationInput((text,), media)
 
 

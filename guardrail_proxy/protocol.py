@@ -6,12 +6,12 @@ the upstream unchanged. Fields follow the order of the OpenAI spec.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from .errors import RequestError
+from .wire_json import NESTED_TOO_DEEPLY, JSONReadError, loads
 
 TYPE_TAGS = {"str", "int", "bool", "float", "none", "dict", "list"}
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
@@ -83,22 +83,19 @@ class ChatRequest(BaseModel):
 
 
 def parse_json_body(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object. What is not strict JSON is a 400 (wire_json.py says what that excludes: NaN,
+    lone surrogates, integers beyond 64 bits, nesting deeper than wire_json.MAX_DEPTH, ...), so nothing the
+    model or the classifier cannot be sent, and nothing the proxy's own readers cannot walk, gets past here."""
     if not raw.strip():
         raise RequestError("the request body is empty; send a JSON object")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(f"the request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise RequestError("the request body is nested too deeply") from None
+        data = loads(raw)
+    except JSONReadError as exc:
+        if exc.reason == NESTED_TOO_DEEPLY:
+            raise RequestError(f"the request body is {NESTED_TOO_DEEPLY}") from None
+        raise RequestError(f"the request body is not valid JSON: {exc.reason}") from None
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
-    try:
-        if b"\\u" in raw:  # only a \\uXXXX escape can make a lone surrogate: skip the re-encode otherwise
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        # A lone \ud800-style escape decodes to text no classifier or model can be sent.
-        raise RequestError("the request body contains an invalid unicode escape (a lone surrogate)") from None
     return data
 
 

@@ -3,7 +3,8 @@ clients with their pools, the checker, the client keys).
 
 A request takes the current generation when it starts and keeps it to its end (a stream's last event), so a
 config reload (reload.py) never changes the rules under a request in flight. A generation that was replaced
-closes its clients once its last request has finished.
+closes its clients once its last request has finished, in a task of its own (`closing`): its shadow calls may
+take up to the classifier's deadline to finish, and neither the reload nor a request waits for that.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from .auth import ClientTable, load_clients
-from .classifier import Classification, Classifier
+from .classifier import Classification, Classifier, RetryingClassifier
 from .classifier_factory import build_classifier
 from .config import ClassifierConfig
+from .http_pool import env_proxy
 from .loader import LoadedConfig
 from .pipeline import Checker, OnOutcome
 from .policies import digest_of
 from .settings import Settings
+from .shadow_run import Asked, ShadowOutput, ShadowRunner
 from .tracing import Tracing
 from .upstream import Upstream, build_upstream
 from .verdict_cache import CachingClassifier
@@ -42,15 +46,25 @@ class Served:
 
     @classmethod
     def build(cls, config: LoadedConfig, settings: Settings, on_outcome: OnOutcome,
-              tracing: Tracing | None = None, generation: int = 0, previous: Served | None = None) -> Served:
+              tracing: Tracing | None = None, generation: int = 0, previous: Served | None = None,
+              shadow_output: ShadowOutput | None = None) -> Served:
         """Everything a generation needs. Raises ConfigError (a missing key variable, say) before any client is
         built, so a failed build leaves nothing to close."""
         proxy = config.proxy
         clients = load_clients(proxy, config.routes, settings, str(config.path))
         used_upstreams = {r.upstream for r in config.routes}
+        # Each aiohttp client resolves its proxy variable as it is built; resolved here first, a bad one stops
+        # the build before the clients built ahead of the one that would raise are left open (http_pool.py).
+        for url in [c.base_url for c in proxy.classifiers.values() if c.transport == "aiohttp"] + [
+                str(u.api_base) for n, u in proxy.upstreams.items() if n in used_upstreams and u.provider == "openai"]:
+            env_proxy(url)
         classifiers: dict[str, Classifier] = {}
+        bare: dict[str, RetryingClassifier] = {}  # beneath the cache: what shadow calls use (shadow_run.py)
         for name, cfg in proxy.classifiers.items():
             client = build_classifier(cfg, settings.secret(cfg.api_key_env))
+            # Every transport build_classifier makes is a RetryingClassifier (whose slots a shadow call must
+            # not take); its declared type is the narrower Classifier protocol.
+            bare[name] = cast(RetryingClassifier, client)
             if cfg.cache_entries:
                 # A reload keeps the answers of a classifier whose settings did not change (the key holds the
                 # policy's digest, so an edited policy is asked again), rather than send a burst of repeat calls.
@@ -69,8 +83,16 @@ class Served:
                                     for name, cfg in proxy.classifiers.items()},
                           relayed=previous.checker.relayed if previous is not None else None,
                           settings_keys={name: digest_of(cfg.model_dump_json())
-                                         for name, cfg in proxy.classifiers.items()})
+                                         for name, cfg in proxy.classifiers.items()},
+                          shadow=ShadowRunner(config.shadows, bare, config.policies, shadow_output,
+                                              grace_s=max(c.timeout_s for c in proxy.classifiers.values()),
+                                              asked=previous.asked() if previous is not None else None)
+                          if shadow_output is not None and any(config.shadows.values()) else None)
         return cls(config, settings, classifiers, upstreams, checker, clients, generation)
+
+    def asked(self) -> Asked | None:
+        """What the candidates were already asked (shadow_run.Asked), kept across a reload."""
+        return self.checker.shadow.asked if self.checker.shadow is not None else None
 
     def cache_of(self, name: str, cfg: ClassifierConfig) -> OrderedDict[tuple[str, str], Classification] | None:
         if self.config.proxy.classifiers.get(name) != cfg:
@@ -85,22 +107,34 @@ class Served:
     def release(self) -> None:
         self.users -= 1
         if self.retired and self.users == 0:
-            self.closing = asyncio.get_running_loop().create_task(self.close())
+            self.close_soon()
 
-    async def retire(self) -> None:
-        """Replaced by a newer generation: close now if idle, else when the last request ends."""
+    def retire(self) -> None:
+        """Replaced by a newer generation: close now if idle, else when the last request ends; either way in a
+        task of its own, which the runtime awaits at shutdown (Runtime.close)."""
         self.retired = True
         if self.users == 0:
-            await self.close()
+            self.close_soon()
+
+    def close_soon(self) -> None:
+        if self.closing is None:
+            self.closing = asyncio.get_running_loop().create_task(self.close(), name=f"close generation "
+                                                                                    f"{self.generation}")
+
+    def finished(self) -> bool:
+        """Retired and done closing: nothing left to wait for at shutdown."""
+        return self.closing is not None and self.closing.done()
 
     async def close(self) -> None:
-        """Close the clients (once). A retired generation's last request ends in a hook that cannot wait, so
-        that close runs as a task; the app's own close waits for it."""
+        """Close the clients (once). A retired generation closes in a task (close_soon); the app's own close
+        waits for it."""
         if self.closed.is_set():
             if self.closing is not None and self.closing is not asyncio.current_task():
                 await self.closing
             return
         self.closed.set()
+        if self.checker.shadow is not None:  # before the clients its calls use
+            await self.checker.shadow.close()
         await asyncio.gather(*(c.aclose() for c in self.classifiers.values()),
                              *(u.aclose() for u in self.upstreams.values()), return_exceptions=True)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import InputCheck, OutputCheck
 from .decisions import OUTSIDE
-from .extract import text_of
+from .extract import structural, text_of
 from .protocol import Message
 
 HARMONY_TOKEN = re.compile(r"<\|([A-Za-z_]+)\|>")
@@ -47,7 +47,8 @@ def neutralise(text: str) -> str:
     return OWN_MARKER.sub(lambda m: f"({m.group(1)}:", text)
 
 
-# A message's structural fields: everything else in it, known or not, is text (extract.py).
+# A message's structural fields, skipped only while they hold a real role and an id-shaped value
+# (extract.structural); the fields message_text reads itself; everything else in it, known or not, is text.
 MESSAGE_STRUCTURE = frozenset({"role", "tool_call_id"})
 HANDLED = frozenset({"content", "tool_calls", "function_call"})
 
@@ -62,19 +63,20 @@ def message_text(message: Message) -> str:
     if isinstance(content, str):
         parts.append(content)
     elif isinstance(content, list):
-        parts += [text_of(part, skip={"type"}) for part in content if isinstance(part, dict)]
+        parts += [text_of(part, structure={"type"}) for part in content if isinstance(part, dict)]
     for call in data.get("tool_calls") or ():
         parts.append(call_text(call))
     if data.get("function_call") is not None:
         parts.append(call_text({"function": data["function_call"]}))
-    parts.append(text_of(data, skip=MESSAGE_STRUCTURE | HANDLED))
+    parts.append(text_of(data, skip=HANDLED, structure=MESSAGE_STRUCTURE))
     return "\n".join(p for p in parts if p)
 
 
+# A call's fields not read as plain text: its function or custom part, read by split_call, and its index, id and
+# type, skipped only while structural (a numeric index, an id-shaped id and type).
 CALL_STRUCTURE = frozenset({"index", "id", "type", "function", "custom"})
-
-
 CALL_PAYLOADS = (("function", "arguments"), ("custom", "input"))
+CALL_KINDS = frozenset(kind for kind, _ in CALL_PAYLOADS)
 Payload = tuple[str | None, str | None]  # (tool name, payload), each when this call or piece carries it
 
 
@@ -84,7 +86,8 @@ def split_call(call: dict[str, Any]) -> tuple[list[Payload], dict[str, Any]]:
     every other text (a name or payload of another JSON type included). The one reader of calls, for whole
     messages (call_text) and for streamed deltas (windows.add_call) alike."""
     payloads: list[Payload] = []
-    rest = {k: v for k, v in call.items() if k not in CALL_STRUCTURE}
+    rest = {k: v for k, v in call.items()
+            if k not in CALL_KINDS and not (k in CALL_STRUCTURE and structural(k, v))}
     for kind, payload_key in CALL_PAYLOADS:
         inner = call.get(kind)
         if isinstance(inner, dict):

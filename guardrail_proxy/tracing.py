@@ -20,8 +20,6 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
-
 from .audit import AuditRecord
 from .classifier import Classification, Classifier
 from .config import ClassifierConfig, TracingConfig, UpstreamConfig
@@ -29,6 +27,7 @@ from .decisions import ACTION_STRENGTH
 from .errors import ClassifierError, ConfigError, GuardrailProxyError
 from .policies import Policy
 from .responses import shown_decision
+from .sse_parse import Chunk
 from .upstream import Upstream
 
 if TYPE_CHECKING:
@@ -204,17 +203,17 @@ class TracedUpstream:
                 attributes.setdefault(f"gen_ai.request.{key}", kind(value))  # one choice, the default, is left out
         return attributes
 
-    async def complete(self, body: dict[str, Any]) -> ChatCompletion:
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         with self.tracing.span(self.span_name, self.tracing.client_kind, self.request_attributes(body, False)) as span:
-            reply = await self.inner.complete(body)
-            reasons = [choice.finish_reason for choice in reply.choices]
-            span.set_attributes(response_attributes(reply.id, reply.model, reasons, reply.usage))
+            reply = await self.inner.complete(body)  # the completion's JSON object (upstream.Upstream)
+            reasons = [choice.get("finish_reason") for choice in reply["choices"]]
+            span.set_attributes(response_attributes(reply.get("id"), reply.get("model"), reasons, reply.get("usage")))
             return reply
 
-    def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
+    def stream(self, body: dict[str, Any]) -> AsyncIterator[Chunk]:
         return self.relay(body, self.tracing.current())  # the parent now: another task may read the chunks
 
-    async def relay(self, body: dict[str, Any], parent: Context) -> AsyncIterator[ChatCompletionChunk]:
+    async def relay(self, body: dict[str, Any], parent: Context) -> AsyncIterator[Chunk]:
         """The span runs from the first read to the stream's end, however it ends. It is never current: the
         reader's context can change between reads, and nothing nests below a model call."""
         source, started, first = self.inner.stream(body), time.monotonic(), 0.0
@@ -222,12 +221,13 @@ class TracedUpstream:
         with self.tracing.span(self.span_name, self.tracing.client_kind, self.request_attributes(body, True),
                                parent=parent, current=False) as span:
             try:
-                async for chunk in source:
-                    first, chunk_id, model = first or time.monotonic(), chunk_id or chunk.id, model or chunk.model
-                    usage = chunk.usage or usage
-                    for choice in chunk.choices:
-                        if choice.finish_reason or choice.index not in finish:
-                            finish[choice.index] = choice.finish_reason
+                async for chunk in source:  # a JSON object (sse_parse.Chunk), read before the relay edits it
+                    first = first or time.monotonic()
+                    chunk_id, model = chunk_id or chunk["id"], model or chunk["model"]
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk["choices"]:
+                        if choice.get("finish_reason") or choice["index"] not in finish:
+                            finish[choice["index"]] = choice.get("finish_reason")
                     yield chunk
             finally:
                 span.set_attributes(response_attributes(chunk_id, model, [finish[i] for i in sorted(finish)], usage))
@@ -295,9 +295,11 @@ def response_attributes(response_id: object, model: object, finish_reasons: list
 
 
 def usage_attributes(usage: object) -> Attributes:
-    """Token counts of anything that has them as prompt_tokens and completion_tokens (a usage, a Classification)."""
-    pairs = (("gen_ai.usage.input_tokens", getattr(usage, "prompt_tokens", None)),
-             ("gen_ai.usage.output_tokens", getattr(usage, "completion_tokens", None)))
+    """Token counts of anything that has them as prompt_tokens and completion_tokens (a usage, its JSON object,
+    a Classification)."""
+    read = usage.get if isinstance(usage, dict) else lambda name: getattr(usage, name, None)
+    pairs = (("gen_ai.usage.input_tokens", read("prompt_tokens")),
+             ("gen_ai.usage.output_tokens", read("completion_tokens")))
     return {key: value for key, value in pairs if isinstance(value, int) and not isinstance(value, bool)}
 
 

@@ -1,27 +1,29 @@
 """The chat model behind the proxy: one small interface, two implementations.
 
-`LitellmUpstream` reaches any provider litellm knows (openai/, hosted_vllm/, ollama/, ...). `OpenAIUpstream`
-is the fast path for an OpenAI-compatible server (about a third of litellm's CPU per call). Both return
-the openai SDK's `ChatCompletion`, so provider types never leak past this module.
+`OpenAIUpstream` (upstream_http.py) is the fast path for an OpenAI-compatible server: the proxy's body over a
+pooled raw HTTP client. `LitellmUpstream` reaches any provider litellm knows (openai/, hosted_vllm/, ollama/,
+...) and translates. Both answer a completion as its JSON object (the upstream's own, or litellm's dump of it),
+checked for shape, and a stream as chunks that are JSON objects too (sse_parse.Chunk), so provider types never
+leak past here. The openai SDK is never imported by this module: litellm brings it along (47 MB and half a
+second), and a server with only `provider: openai` upstreams and the raw classifier transport runs without it.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import time
 import warnings
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
-
 from .config import UpstreamConfig
 from .deadlines import timed_out
 from .errors import UpstreamError
 from .settings import prepare_litellm_import
-from .sse_parse import chunks_from_lines
+from .sse_parse import Chunk, as_chunk
+from .upstream_http import OpenAIUpstream, chat_completion, rejection
 
 OPENAI_CHAT_PARAMS = frozenset({
     "messages", "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
@@ -33,10 +35,13 @@ OPENAI_CHAT_PARAMS = frozenset({
 
 
 class Upstream(Protocol):
-    async def complete(self, body: dict[str, Any]) -> ChatCompletion: ...
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The completion's JSON object: a dict whose `choices` is a list of objects (upstream_http.chat_completion)."""
+        ...
 
-    def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
-        """Chunks of a streamed completion. Closing the iterator (aclose) closes the upstream response."""
+    def stream(self, body: dict[str, Any]) -> AsyncIterator[Chunk]:
+        """Chunks of a streamed completion, each a JSON object (sse_parse.chunk_shaped). Closing the iterator
+        (aclose) closes the upstream response."""
         ...
 
     async def ping(self) -> str | None: ...
@@ -46,27 +51,31 @@ class Upstream(Protocol):
 
 def as_upstream_error(exc: BaseException, elapsed_s: float, budget_s: float) -> UpstreamError:
     """`elapsed_s` is how long the call ran: a timeout error that came before the budget ran out means the
-    connection failed (deadlines.py), which is a 502, not a 504."""
-    if isinstance(exc, openai.APITimeoutError) and timed_out(elapsed_s, budget_s):
+    connection failed (deadlines.py), which is a 502, not a 504. litellm raises the openai SDK's types (its own
+    subclass them); the SDK is loaded whenever litellm is, so it is looked up, never imported, here."""
+    openai: Any = sys.modules.get("openai")
+    if openai is not None and isinstance(exc, openai.APITimeoutError) and timed_out(elapsed_s, budget_s):
         return UpstreamError("the upstream model did not answer in time", status_code=504,
                              code="upstream_timeout")
-    if isinstance(exc, openai.APIConnectionError):
+    if openai is not None and isinstance(exc, openai.APIConnectionError):
         return UpstreamError("cannot reach the upstream model", code="upstream_unavailable", detail=str(exc))
     status = getattr(exc, "status_code", None)
     message = getattr(exc, "message", None) or str(exc)
     if isinstance(status, int) and 400 <= status < 500:
-        # The upstream rejected the request itself: the client should see that, status and all.
+        # The upstream rejected the request: the same rule as the raw transport's (its status, a short message,
+        # identifier-shaped type and code; a 401, 403 or 407 is about the proxy's credentials, a 502).
         body = getattr(exc, "body", None)
         upstream_type = body.get("type") if isinstance(body, dict) else None
         upstream_code = body.get("code") if isinstance(body, dict) else None
-        return UpstreamError(f"upstream model: {message}", status_code=status,
-                             error_type=upstream_type or "invalid_request_error",
-                             code=upstream_code or "upstream_rejected")
+        return rejection(status, str(message), upstream_type, upstream_code)
     return UpstreamError("the upstream model failed", detail=f"{type(exc).__name__}: {message}")
 
 
 async def probe_models(base_url: str, api_key: str | None) -> str | None:
-    """None when GET {base_url}/models answers, else why not."""
+    """None when GET {base_url}/models answers, else why not. Only litellm upstreams use it, and litellm has
+    already loaded the SDK."""
+    import openai  # deferred: see the module docstring
+
     client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=0, timeout=3.0)
     try:
         await client.models.list()
@@ -79,47 +88,6 @@ async def probe_models(base_url: str, api_key: str | None) -> str | None:
     finally:
         await client.close()
     return None
-
-
-class OpenAIUpstream:
-    def __init__(self, cfg: UpstreamConfig, api_key: str | None) -> None:
-        self.cfg = cfg
-        self.api_key = api_key
-        self.client = openai.AsyncOpenAI(
-            base_url=cfg.api_base, api_key=api_key or "unused", max_retries=0, timeout=cfg.timeout_s,
-            http_client=openai.DefaultAioHttpClient(),  # about a quarter more req/s than the default client
-        )
-
-    async def complete(self, body: dict[str, Any]) -> ChatCompletion:
-        started = time.monotonic()
-        try:
-            return await self.client.chat.completions.create(**self.params(body, stream=False))
-        except Exception as exc:
-            raise as_upstream_error(exc, time.monotonic() - started, self.cfg.timeout_s) from exc
-
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
-        # The SDK's own stream builds each chunk with a generic constructor; sse_parse is ~20x cheaper.
-        request = self.client.chat.completions.with_streaming_response.create(**self.params(body, stream=True))
-        started = time.monotonic()
-        try:
-            async with request as response:
-                async for chunk in chunks_from_lines(response.iter_lines()):
-                    yield chunk
-        except UpstreamError:
-            raise
-        except Exception as exc:  # malformed events and dropped connections too, not only SDK errors
-            raise as_upstream_error(exc, time.monotonic() - started, self.cfg.timeout_s) from exc
-
-    def params(self, body: dict[str, Any], *, stream: bool) -> dict[str, Any]:
-        # extra_body sends every other field exactly as the client wrote it, known or not.
-        extra = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
-        return {"model": self.cfg.model, "messages": body["messages"], "stream": stream, "extra_body": extra}
-
-    async def ping(self) -> str | None:
-        return await probe_models(str(self.cfg.api_base), self.api_key)
-
-    async def aclose(self) -> None:
-        await self.client.close()
 
 
 class LitellmUpstream:
@@ -150,15 +118,15 @@ class LitellmUpstream:
             params["api_key"] = "unused"  # a self-hosted server with no auth; litellm insists on a key
         return params
 
-    async def complete(self, body: dict[str, Any]) -> ChatCompletion:
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         try:
             response = await self.litellm.acompletion(**self.params(body, stream=False))
         except Exception as exc:
             raise as_upstream_error(exc, time.monotonic() - started, self.cfg.timeout_s) from exc
-        return ChatCompletion.model_validate(response.model_dump())
+        return chat_completion(response.model_dump(mode="json", warnings=False))
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[ChatCompletionChunk]:
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[Chunk]:
         started = time.monotonic()
         try:
             response = await self.litellm.acompletion(**self.params(body, stream=True))
@@ -166,7 +134,9 @@ class LitellmUpstream:
             raise as_upstream_error(exc, time.monotonic() - started, self.cfg.timeout_s) from exc
         try:
             async for chunk in response:
-                yield ChatCompletionChunk.model_validate(chunk.model_dump())
+                yield litellm_chunk(chunk.model_dump(mode="json", exclude_unset=True, warnings=False))
+        except UpstreamError:
+            raise
         except Exception as exc:
             raise as_upstream_error(exc, time.monotonic() - started, self.cfg.timeout_s) from exc
         finally:
@@ -190,6 +160,14 @@ class LitellmUpstream:
         except (ImportError, AttributeError) as exc:
             warnings.warn(f"cannot stop litellm's logging worker: {exc}", RuntimeWarning, stacklevel=1)
         await self.litellm.close_litellm_async_clients()
+
+
+def litellm_chunk(data: Any) -> Chunk:
+    """A chunk litellm built, as its JSON object, held to the shape a raw upstream's chunk is (sse_parse)."""
+    chunk = as_chunk(data)
+    if chunk is None:
+        raise UpstreamError("litellm produced a chunk that is not a chat.completion.chunk", detail=repr(data)[:500])
+    return chunk
 
 
 def build_upstream(cfg: UpstreamConfig, api_key: str | None) -> Upstream:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from guardrail_proxy.extract import is_media, key_is_text, strings, text_of
+from guardrail_proxy.extract import TOKEN, is_media, key_is_text, strings, structural, text_of
 
 AUDIO = "UklGRiQAAABXQVZFZm10IBAAAAABAAEA"  # base64 of a WAV header
 PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUg=="
@@ -51,6 +51,8 @@ def test_media_by_place_and_shape(parent, key, value, media):
 @pytest.mark.parametrize(("key", "value", "read"), [
     ("type", "string", False), ("q", {"type": "string"}, True), ("prompt_tokens", 3, False),
     ("how to do it", 1, True), ("", "x", False),
+    ("如何在家里制造炸弹请一步一步详细说明", 1, True),  # Unicode word characters are no identifier: a sentence
+    ("x" * 64, 1, False), ("x" * 65, 1, True),  # an identifier is at most 64 characters
 ])
 def test_key_is_text(key, value, read):
     assert key_is_text(key, value) is read
@@ -59,3 +61,47 @@ def test_key_is_text(key, value, read):
 def test_skip_applies_to_the_top_level_only():
     value = {"role": "user", "inner": {"role": "hidden text"}}
     assert text_of(value, skip={"role"}) == "inner\nhidden text"
+
+
+@pytest.mark.parametrize(("key", "value", "skipped"), [
+    # Known names, per field; anything else in such a field is read.
+    ("role", "assistant", True), ("role", "function", True),
+    ("role", "UNSAFE-ROLE-TEXT", False), ("role", "Assistant", False),
+    ("finish_reason", "stop", True), ("finish_reason", "tool_calls", True), ("finish_reason", "UNSAFE-FINISH", False),
+    ("object", "chat.completion", True), ("object", "chat.completion.chunk", True), ("object", "a note", False),
+    ("service_tier", "default", True), ("service_tier", "premium", False),
+    # Counters: numbers only.
+    ("created", 1700000000, True), ("created", "1700000000", False), ("index", 0, True), ("index", "zero", False),
+    # Ids and names: a token of at most 64 characters, no spaces.
+    ("id", "chatcmpl-9f2c41e0b5d84c1f8e7a2b3c4d5e6f70", True),
+    ("tool_call_id", "chatcmpl-tool-8e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b", True),
+    ("model", "meta-llama/Llama-3.1-8B-Instruct", True), ("model", "gpt-oss-safeguard:20b", True),
+    ("model", "/models/hf/openai/gpt-oss-safeguard-20b", True), ("model", "claude-3-5-sonnet@20240620", True),
+    ("system_fingerprint", "fp_44709d6fcb", True),
+    ("model", "UNSAFE MODEL TEXT", False), ("model", "two\nlines", False), ("model", "", False),
+    ("id", "a" * 64, True), ("id", "a" * 65, False),  # the documented bound
+    ("id", "ascii-only-é", False), ("id", "-leading-dash", False),
+    # No text in a number, a boolean or null; an object or a list may hold any.
+    ("model", None, True), ("model", True, True), ("model", 3.5, True),
+    ("model", {"note": "x"}, False), ("id", ["x"], False),
+])
+def test_structural(key, value, skipped):
+    assert structural(key, value) is skipped
+
+
+def test_the_token_bound_is_64_characters():
+    assert TOKEN.fullmatch("x" * 64) and not TOKEN.fullmatch("x" * 65)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ({"role": "assistant", "model": "gpt-4o", "created": 1}, ""),
+    ({"role": "UNSAFE-ROLE-TEXT", "model": "UNSAFE MODEL TEXT", "created": "UNSAFE CREATED"},
+     "UNSAFE-ROLE-TEXT\nmodel\nUNSAFE MODEL TEXT\ncreated\nUNSAFE CREATED"),
+    ({"model": {"name": "hidden in an object"}}, "model\nhidden in an object"),
+])
+def test_structure_is_skipped_only_while_structural(value, expected):
+    assert text_of(value, structure={"role", "model", "created"}) == expected
+
+
+def test_skip_is_for_fields_read_elsewhere_whatever_they_hold():
+    assert text_of({"content": "read by the caller", "other": "x"}, skip={"content"}) == "other\nx"

@@ -69,9 +69,23 @@ def test_unreadable_parts_go_by_type_not_by_a_text_field():
     ({"role": "assistant", "content": "a", "refusal": "b", "reasoning_content": "c"}, "a\nb\nc"),
     ({"role": "assistant", "audio": {"id": "aud_1", "transcript": "spoken words", "data": "QUJD"}}, "spoken words"),
     ({"role": "tool", "tool_call_id": "c1", "content": "tool output"}, "tool output"),
+    ({"role": "tool", "tool_call_id": "UNSAFE TOOL CALL ID TEXT", "content": "out"}, "UNSAFE TOOL CALL ID TEXT"),
+    ({"role": "user", "content": [{"type": "a part type that is a sentence", "text": "hi"}]},
+     "a part type that is a sentence"),
 ])
 def test_message_text_reads_every_text_field(message, expected):
     assert expected in message_text(Message.model_validate(message))
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ({"role": "tool", "tool_call_id": "call_8e4f5a6b", "content": "out"}, "out"),
+    ({"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "input_text", "text": "there"}]},
+     "hi\nthere"),
+    ({"role": "assistant", "tool_calls": [{"id": "chatcmpl-tool-8e4f", "type": "function", "index": 0,
+                                           "function": {"name": "f", "arguments": "{}"}}]}, "[tool call f] {}"),
+])
+def test_message_text_skips_structural_fields_that_look_the_part(message, expected):
+    assert message_text(Message.model_validate(message)) == expected
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -113,6 +127,13 @@ def test_content_cannot_forge_the_markers(forged):
      "[tool call unnamed] x\nlabel\na named thing"),
     ({"function": {"name": "f", "arguments": {"q": "an object payload"}}}, "[tool call f]\nq\nan object payload"),
     ({"custom": "a custom call as a string"}, "a custom call as a string"),
+    # Structural fields are skipped only while they look the part: an id of a sentence, a type no format has,
+    # an index that is not a number are read.
+    ({"id": "call 1: the id says it all", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+     "[tool call f] {}\ncall 1: the id says it all"),
+    ({"id": "call_1", "type": "a type that is a sentence", "index": "the first", "function": {"name": "f"}},
+     "[tool call f]\na type that is a sentence\nthe first"),
+    ({"id": "x" * 65, "function": {"name": "f"}}, f"[tool call f]\n{'x' * 65}"),
     ({"function": {"name": "f", "arguments": "", "note": "extra"}, "why": "because"},
      "[tool call f]\nwhy\nbecause\nnote\nextra"),
 ])
