@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Every benchmark scenario in one command, one after the other (they must not share the 2 cores):
 
-  python bench/all.py            # about 8 minutes
+  python bench/all.py            # about 9 minutes
   python bench/all.py --quick    # smoke run of each, about 2 minutes
 
 Runs throughput.py (non-streaming req/s, latency, proxy CPU, RSS; both event loops and both classifier
-transports), stream_latency.py (TTFT and total per stream mode), conversation.py (classifier calls, tokens and
-TTFT per teen-conversation turn) and audit_throughput.py (the audit store's cost). Each prints its table and
+transports; streams/s with no checks against direct; RSS growth over 20,000 guarded requests), stream_latency.py
+(TTFT and total per stream mode), idle_rss.py (RSS when ready and import time on the raw transports),
+conversation.py (classifier calls, tokens and TTFT per teen-conversation turn) and audit_throughput.py (the
+audit store's cost). Each prints its table and
 writes its JSON to bench/results/; this exits non-zero when any of them failed.
 """
 
@@ -18,8 +20,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = (
-    ("throughput.py", ["--providers", "openai", "openai-asyncio", "litellm"]),
+    ("throughput.py", ["--providers", "openai", "openai-asyncio", "litellm", "--streams", "--rss-requests", "20000"]),
     ("stream_latency.py", []),
+    ("idle_rss.py", []),
     ("conversation.py", []),
     ("audit_throughput.py", []),
 )

@@ -144,12 +144,14 @@ class Processes:
         url = text.split(" at ", 1)[1].split("/v1", 1)[0]
         return proc.pid, url
 
-    def proxy(self, name: str, config: Path, timeout: float = 90.0) -> tuple[int, str]:
-        """Start `guardrail-proxy serve --config CONFIG --port P`; (pid, base URL) once /readyz says ready."""
+    def proxy(self, name: str, config: Path, timeout: float = 90.0, code: Path | None = None) -> tuple[int, str]:
+        """Start `guardrail-proxy serve --config CONFIG --port P`; (pid, base URL) once /readyz says ready.
+        `code`: a directory holding another copy of the guardrail_proxy package to run instead (a baseline)."""
         port = free_port()
         cmd = [*proxy_command(), "serve", "--config", str(config), "--port", str(port)]
         log = self._log(name).open("wb")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + timeout
@@ -188,10 +190,11 @@ class Processes:
 
 def write_proxy_config(directory: Path, routes: dict[str, dict[str, Any]], classifier_url: str,
                        upstreams: dict[str, dict[str, Any]], audit: dict[str, Any] | None = None,
-                       server: dict[str, Any] | None = None) -> Path:
+                       server: dict[str, Any] | None = None, sdk_classifier: bool = True) -> Path:
     """proxy.yaml + routes/<name>.yaml under `directory`; every route gets the model name `bench-<name>`.
     `audit` is the proxy's `audit:` section; by default a JSONL file, `directory`/audit.jsonl. `server` adds
-    to the `server:` section."""
+    to the `server:` section. `sdk_classifier`: also a classifier `sdk` on the openai SDK transport (which
+    loads the SDK: leave it out to measure a proxy on the raw transports only)."""
     routes_dir = directory / "routes"
     routes_dir.mkdir(parents=True, exist_ok=True)
     for name, route in routes.items():
@@ -202,7 +205,8 @@ def write_proxy_config(directory: Path, routes: dict[str, dict[str, Any]], class
         "server": {"host": "127.0.0.1", "log_level": "warning", **(server or {})},
         "classifiers": {
             "default": {"base_url": f"{classifier_url}/v1", "timeout_s": 20, "retries": 0},
-            "sdk": {"base_url": f"{classifier_url}/v1", "timeout_s": 20, "retries": 0, "transport": "openai"},
+            **({"sdk": {"base_url": f"{classifier_url}/v1", "timeout_s": 20, "retries": 0, "transport": "openai"}}
+               if sdk_classifier else {}),
         },
         "upstreams": upstreams,
         "policies": {"dirs": [str(POLICIES_DIR)]},

@@ -17,6 +17,10 @@ Requests run closed-loop at each concurrency (default 1 and 8), split into round
 target gets its share back to back, the order rotating from round to round, and the samples are pooled.
 Also counted per request: classifier calls (stand-in /stats) and proxy CPU time (/proc).
 
+With --baseline DIR, a second proxy runs the same routes from another copy of the code (say
+`git archive <commit> guardrail_proxy | tar -x -C DIR`), its targets named `base-{route}`: before and after a
+change in one run, on the same stand-ins.
+
 Every run is bounded (--max-seconds for the measuring phase). Results: a Markdown table on stdout and a
 JSON file under bench/results/.
 
@@ -122,17 +126,18 @@ def notes(results: dict[int, dict[str, dict[str, Any]]]) -> list[str]:
     return out
 
 
-async def measure(targets: list[tuple[str, str, str]], plan: list[tuple[int, int]], rounds: int,
-                  deadline: float, proxy_pid: int, upstream_pid: int, classifier_url: str, upstream_url: str,
+async def measure(targets: list[tuple[str, str, str, int]], plan: list[tuple[int, int]], rounds: int,
+                  deadline: float, upstream_pid: int, classifier_url: str, upstream_url: str,
                   warmup: int) -> dict[int, dict[str, dict[str, Any]]]:
-    for name, url, model in targets:  # unmeasured: connections, first-route work, imports
+    """`targets`: (name, base URL, model, pid of the proxy serving it; the upstream's own for `direct`)."""
+    for name, url, model, _ in targets:  # unmeasured: connections, first-route work, imports
         await loadgen.run(url, model, warmup, 1, True, max_seconds=30, prompt=PROMPT, label=name)
     batches: dict[int, dict[str, list[dict[str, Any]]]] = {c: {t[0]: [] for t in targets} for c, _ in plan}
     for c, total in plan:
         per_round = max(c, math.ceil(total / rounds / c) * c)
         for rnd in range(rounds):
             k = rnd % len(targets)
-            for name, url, model in targets[k:] + targets[:k]:
+            for name, url, model, proxy_pid in targets[k:] + targets[:k]:
                 left = deadline - time.monotonic()
                 if left <= 1:
                     break
@@ -166,6 +171,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1, help="unmeasured requests per target first")
     p.add_argument("--max-seconds", type=float, default=95.0, help="cap on the measuring phase")
+    p.add_argument("--baseline", type=Path, metavar="DIR",
+                   help="also run the routes from the guardrail_proxy package under DIR, as base-{route}")
     p.add_argument("--quick", action="store_true", help="smoke run: 100 words, 1 round, few requests (~20 s)")
     p.add_argument("--out", type=Path, help="results JSON (default bench/results/stream_latency-<time>.json)")
     a = p.parse_args()
@@ -186,25 +193,32 @@ def main() -> None:
             config = harness.write_proxy_config(Path(tmp), routes(a.window_chars), classifier_url,
                                                 {"standin": harness.openai_upstream(upstream_url)})
             proxy_pid, proxy_url = procs.proxy("proxy", config)
-            targets = [("direct", f"{upstream_url}/v1", "stand-in-chat")]
-            targets += [(name, f"{proxy_url}/v1", f"bench-{name}") for name in routes(a.window_chars)]
+            targets = [("direct", f"{upstream_url}/v1", "stand-in-chat", upstream_pid)]
+            targets += [(name, f"{proxy_url}/v1", f"bench-{name}", proxy_pid) for name in routes(a.window_chars)]
+            rss = {"proxy": harness.rss_mb(proxy_pid)}
+            if a.baseline:
+                base_pid, base_url = procs.proxy("proxy-base", config, code=a.baseline)
+                targets += [(f"base-{name}", f"{base_url}/v1", f"bench-{name}", base_pid)
+                            for name in routes(a.window_chars)]
+                rss["proxy-base"] = harness.rss_mb(base_pid)
             started = time.monotonic()
             foreign = harness.ForeignLoad(procs.pids)
             results = asyncio.run(measure(targets, list(zip(a.concurrency, a.requests, strict=True)), a.rounds,
-                                          started + a.max_seconds, proxy_pid, upstream_pid, classifier_url,
+                                          started + a.max_seconds, upstream_pid, classifier_url,
                                           upstream_url, a.warmup))
             elapsed = time.monotonic() - started
             foreign_note = foreign.stop()
             proxy_rss = harness.rss_mb(proxy_pid)
         finally:
             procs.stop_all()
-            for name in ("upstream", "classifier", "proxy"):
+            for name in ("upstream", "classifier", "proxy", *(["proxy-base"] if a.baseline else [])):
                 for line in procs.log_notes(name):
                     print(f"  [{name} log] {line}")
 
     settings = (f"stand-in upstream: {a.words} words, one SSE chunk each, {a.chunk_delay_ms:g} ms per chunk; "
                 f"stand-in classifier: {a.classifier_delay_ms:g} ms per call; window_chars {a.window_chars}; "
-                f"{a.rounds} round(s); measuring phase {elapsed:.0f} s; proxy RSS at the end {proxy_rss:.0f} MB; "
+                f"{a.rounds} round(s); measuring phase {elapsed:.0f} s; proxy RSS when ready "
+                f"{', '.join(f'{k} {v:.0f} MB' for k, v in rss.items())}, at the end {proxy_rss:.0f} MB; "
                 f"{foreign_note}")
     text = "\n".join([f"Latency in ms. {settings}.", "", table(results), "", *notes(results)])
     print("\n" + text)

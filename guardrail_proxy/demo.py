@@ -11,8 +11,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-
-import openai
+from typing import TYPE_CHECKING
 
 from .app import create_app
 from .loader import load_config
@@ -20,6 +19,9 @@ from .settings import Settings
 from .standins.safeguard import Rule, SafeguardBehaviour, build_safeguard_app
 from .standins.server import ServerThread
 from .standins.upstream import UpstreamBehaviour, build_upstream_app
+
+if TYPE_CHECKING:
+    import openai  # imported where the demo runs: `guardrail-proxy serve` loads this module but needs no SDK
 
 DEMO_POLICY = """---
 id: demo-body-ideals
@@ -79,6 +81,8 @@ def write_config(directory: Path, classifier_url: str, upstream_url: str, port: 
 
 
 def show(label: str, prompt: str, client: openai.OpenAI) -> None:
+    import openai
+
     print(f"\n--- {label} ---")
     print(f'client.chat.completions.create(model="demo-model", messages=[{{"role": "user", "content": {prompt!r}}}])')
     try:
@@ -107,6 +111,8 @@ def show_audit(path: Path) -> None:
 
 
 def run_demo(port: int = 0, keep: bool = False) -> int:
+    import openai
+
     sg_behaviour = SafeguardBehaviour(rules=[Rule("skip meals", 2), Rule("crash diet", 1)])
     with tempfile.TemporaryDirectory(prefix="guardrail-demo-") as tmp, \
             ServerThread(build_safeguard_app(sg_behaviour)) as classifier, \

@@ -121,22 +121,40 @@ class Flow:
             await self.committed
 
     async def last_after_commit(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """A stream's events with the last one held back until the record is committed (sync durability):
-        a client that saw the end of its stream can count on its record."""
-        held: bytes | None = None
-        async for event in events:
-            if held is not None:
-                yield held
-            elif self.record.timing.first_event_s is None:
-                self.record.timing.first_event_s = self.record.timing.since_arrival()
-            held = event
+        """A stream's writes as the relay makes them. Under sync durability a client that saw the end of its
+        stream can count on its record, so the stream's last event waits for the commit: every write goes out
+        at once but for its last event, which is held until the next write comes (the relay's writes end at an
+        event's end, and an event never holds a blank line: `data: ` and one line of JSON); the final one goes
+        out after the commit, or an error event instead when the commit failed. Other durabilities wait for
+        nothing, so nothing is held."""
+        timing = self.record.timing
+        if self.runtime.audit.config.durability != "sync":
+            async for write in events:
+                if timing.first_event_s is None:
+                    timing.first_event_s = timing.since_arrival()
+                yield write
+            return
+        held = b""
+        async for write in events:
+            if timing.first_event_s is None:
+                timing.first_event_s = timing.since_arrival()
+            cut = last_event_at(write)
+            if held or cut:
+                yield held + write[:cut]
+            held = write[cut:]
         try:
             await self.settle()
         except AuditUnavailable as exc:
             yield sse({"error": exc.to_body()["error"]})
             return
-        if held is not None:
+        if held:
             yield held
+
+
+def last_event_at(write: bytes) -> int:
+    """Where the last event of a write of whole SSE events starts (0 for a write of one event)."""
+    end = write.rfind(b"\n\n", 0, len(write) - 2)
+    return end + 2 if end >= 0 else 0
 
 
 Stage = Callable[[Flow], Awaitable[None]]
@@ -212,7 +230,8 @@ async def admit(flow: Flow) -> None:
 async def exchange(flow: Flow) -> None:
     assert flow.chat is not None and flow.route is not None
     served, route = flow.served, flow.route
-    guarded = Exchange(served.checker, served.upstreams[route.upstream], served.config.proxy.upstreams[
+    guarded = Exchange(served.checker, served.upstreams[route.upstream],
+                       served.config.proxy.upstreams[
         route.upstream], route, flow.record, on_stream_end=flow.finish)
     flow.reply = await guarded.run(flow.chat)
 
@@ -235,7 +254,7 @@ async def moderate(flow: Flow) -> None:
     max_checks, fair share and fail mode apply as for chat)."""
     assert flow.moderation is not None and flow.route is not None
     served, route, texts = flow.served, flow.route, flow.moderation.texts
-    decision = await served.checker.check("input", moderation_subjects(texts), route)
+    decision = await served.checker.check("input", moderation_subjects(texts), route, request_id=flow.request_id)
     flow.record.decisions.append(decision)
     if decision.outcome is Outcome.UNAVAILABLE:
         raise unavailable(decision)
@@ -257,7 +276,8 @@ async def check(flow: Flow) -> None:
     """One checked phase, as the proxy would run it; the decision is the answer, whatever it is."""
     assert flow.check_request is not None and flow.route is not None
     request, route = flow.check_request, flow.route
-    decision = await flow.served.checker.check(request.phase, check_subjects(request, route), route)
+    decision = await flow.served.checker.check(request.phase, check_subjects(request, route), route,
+                                               request_id=flow.request_id)
     flow.record.decisions.append(decision)
     flow.reply = Reply(200, check_body(flow.request_id, route, request, decision),
                        {"x-guardrail-request-id": flow.request_id})

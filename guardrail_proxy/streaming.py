@@ -7,20 +7,23 @@ as it closes — while the next one is read — and releases a window's chunks o
 On a violation it stops the upstream, sends one final chunk with the refusal and
 finish_reason "content_filter", then [DONE]. When the client goes away, Starlette cancels the relay and
 the `finally` blocks cancel the upstream read and every pending check.
+
+A chunk is the upstream's JSON object (sse_parse.Chunk): the window reader reads the text to judge from the
+very dict that is sent, and the relay's only edits are stripping logprobs, dropping a `guardrail` key the
+upstream sent (only the proxy's own annotation may carry that name) and adding the annotation. Chunks the
+upstream sent in one burst travel as one batch and leave in one write, as does a checked window: the cost of a
+wake-up and of a socket write is paid per burst, not per chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
-
-from openai.types.chat import ChatCompletionChunk
 
 from .audit import AuditRecord
 from .config import RouteConfig
@@ -29,8 +32,10 @@ from .errors import GuardrailProxyError, UpstreamError
 from .pipeline import Checker
 from .protocol import ChatRequest
 from .responses import guardrail_object, is_visible, strip_logprobs, strongest, unavailable
+from .sse_parse import Chunk
 from .subjects import Subject, output_subject
 from .windows import Dest, Window, Windower, tail
+from .wire_json import dumps
 
 log = logging.getLogger("guardrail_proxy.streaming")
 DONE = b"data: [DONE]\n\n"
@@ -38,11 +43,8 @@ END = object()
 
 
 def sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
-
-
-def chunk_json(chunk: ChatCompletionChunk) -> dict[str, Any]:
-    return chunk.model_dump(mode="json", exclude_unset=True, warnings=False)
+    """One event: compact UTF-8 JSON (wire_json.dumps)."""
+    return b"data: " + dumps(data) + b"\n\n"
 
 
 def internal_failure(exc: Exception) -> GuardrailProxyError:
@@ -68,7 +70,7 @@ def refusal_stream(text: str, request_id: str, model: str, choices: int, extra: 
 
 
 class ChunkFeed:
-    def __init__(self, source: AsyncIterator[ChatCompletionChunk]) -> None:
+    def __init__(self, source: AsyncIterator[Chunk]) -> None:
         self.source = source
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.first: Any = None
@@ -78,12 +80,12 @@ class ChunkFeed:
     async def _pump(self) -> None:
         try:
             async for chunk in self.source:
+                self.queue.put_nowait(chunk)
                 if self.first_at is None:
                     self.first_at = time.perf_counter()
-                self.queue.put_nowait(chunk)
-                # Parsing an already-buffered burst never yields on its own; without this the first chunk
-                # waits until the whole burst is parsed.
-                await asyncio.sleep(0)
+                    # Parsing an already-buffered burst never yields on its own: let the first chunk go out
+                    # before the rest of the burst is parsed. Later chunks wait for the burst (batches).
+                    await asyncio.sleep(0)
             self.queue.put_nowait(END)
         except GuardrailProxyError as exc:
             self.queue.put_nowait(exc)
@@ -106,13 +108,25 @@ class ChunkFeed:
         if self.first is END:
             raise UpstreamError("the upstream model ended the stream without sending anything")
 
-    async def chunks(self) -> AsyncIterator[ChatCompletionChunk | GuardrailProxyError]:
-        item = self.first if self.first is not None else await self.queue.get()
-        while item is not END:
-            yield item
-            if isinstance(item, GuardrailProxyError):
-                return
-            item = await self.queue.get()
+    async def batches(self) -> AsyncIterator[list[Chunk] | GuardrailProxyError]:
+        """The chunks read so far, in order, as lists of at least one: a burst the upstream sent at once is
+        read, checked and relayed as one piece, so the cost of a wake-up and of a write to the client is paid
+        per burst rather than per chunk. An error, if the stream fails, comes last."""
+        pending = [self.first if self.first is not None else await self.queue.get()]
+        while True:
+            while not self.queue.empty():
+                pending.append(self.queue.get_nowait())
+            batch: list[Chunk] = []
+            for item in pending:
+                if item is END or isinstance(item, GuardrailProxyError):
+                    if batch:
+                        yield batch
+                    if isinstance(item, GuardrailProxyError):
+                        yield item
+                    return
+                batch.append(item)
+            yield batch
+            pending = [await self.queue.get()]
 
     def cancel(self) -> None:
         """Stop reading; the pump task closes the upstream response in its own `finally`."""
@@ -132,7 +146,7 @@ class Checked:
 
 @dataclass
 class Passed:
-    chunk: ChatCompletionChunk
+    chunks: list[Chunk]
 
 
 class StreamRelay:
@@ -204,28 +218,37 @@ class StreamRelay:
         windower = self.windower = Windower(None if self.mode in ("buffer", "post") else output.window_chars,
                                             read_logprobs=output.logprobs == "check", first=output.first_window_chars,
                                             growth=output.window_growth)
-        async for item in self.feed.chunks():
-            if isinstance(item, GuardrailProxyError):
-                self.items.put_nowait(item)
+        async for batch in self.feed.batches():
+            if isinstance(batch, GuardrailProxyError):
+                self.items.put_nowait(batch)
                 return
             if self.mode == "off":
-                self.items.put_nowait(Passed(item))
+                self.items.put_nowait(Passed(batch))
                 continue
-            if self.mode == "post" and item.choices and not any(c.finish_reason for c in item.choices):
-                windower.add(item)  # one window: its text is checked at the end
-                windower.current.chunks.pop()  # this chunk is relayed now, not with the window
-                self.items.put_nowait(Passed(item))
-                continue
-            window = windower.add(item)
-            if window is not None:
-                self.items.put_nowait(self._start_check(window))
+            passed: list[Chunk] = []  # chunks relayed before their check (post mode), in order
+            for chunk in batch:
+                if self.mode == "post" and chunk["choices"] and not any(c.get("finish_reason")
+                                                                        for c in chunk["choices"]):
+                    windower.add(chunk)  # one window: its text is checked at the end
+                    windower.current.chunks.pop()  # this chunk is relayed now, not with the window
+                    passed.append(chunk)
+                    continue
+                window = windower.add(chunk)
+                if window is not None:
+                    if passed:
+                        self.items.put_nowait(Passed(passed))
+                        passed = []
+                    self.items.put_nowait(self._start_check(window))
+            if passed:
+                self.items.put_nowait(Passed(passed))
         if self.mode != "off":
             self.items.put_nowait(self._start_check(windower.finish(), final=True))
         self.items.put_nowait(END)
 
     def _start_check(self, window: Window, *, final: bool = False) -> Checked:
         subjects = [self._subject(window, dest, text) for dest, text in sorted(window.texts.items())]
-        task = asyncio.create_task(self.checker.check("output", subjects, self.route))
+        task = asyncio.create_task(self.checker.check("output", subjects, self.route,
+                                                      request_id=self.record.request_id))
         self.pending.append(task)
         return Checked(window, task, final)
 
@@ -243,7 +266,8 @@ class StreamRelay:
                 return
             if isinstance(item, Passed):
                 # With no output check the annotation (input verdicts) rides on the first chunk.
-                yield self._emit(item.chunk, annotate=self.mode == "off" and not self.sent_any)
+                yield b"".join([self._emit(chunk, annotate=self.mode == "off" and not self.sent_any)
+                                for chunk in item.chunks])
                 continue
             try:
                 decision = await item.check
@@ -273,8 +297,9 @@ class StreamRelay:
                 yield DONE
                 return
             last = len(item.window.chunks) - 1
-            for position, chunk in enumerate(item.window.chunks):
-                yield self._emit(chunk, annotate=item.final and position == last)
+            if item.window.chunks:
+                yield b"".join([self._emit(chunk, annotate=item.final and position == last)
+                                for position, chunk in enumerate(item.window.chunks)])
             if item.final and not item.window.chunks and (annotation := self._annotation()):
                 # The last text closed a window on its own: the verdicts ride on a chunk with no choices.
                 yield sse({"id": self.last["id"], "object": "chat.completion.chunk", "created": self.last["created"],
@@ -286,18 +311,21 @@ class StreamRelay:
                                    [d for d in self.record.decisions if d.phase == "output"])
         yield DONE
 
-    def _emit(self, chunk: ChatCompletionChunk, *, annotate: bool) -> bytes:
-        data = chunk_json(chunk)
+    def _emit(self, chunk: Chunk, *, annotate: bool) -> bytes:
+        """The event for a chunk the relay may send: the upstream's object itself, its text already judged
+        (or the route checks none), with the proxy's edits only."""
         if self.route.output.logprobs == "strip" or self.mode == "off":
-            strip_logprobs(data)
-        self.last = {"id": chunk.id, "model": chunk.model, "created": chunk.created}
-        self.sent_role = self.sent_role or any(c.delta.role for c in chunk.choices)
+            strip_logprobs(chunk)
+        chunk.pop("guardrail", None)
+        self.last = {"id": chunk["id"], "model": chunk["model"], "created": chunk["created"]}
+        deltas = [c.get("delta") or {} for c in chunk["choices"]]
+        self.sent_role = self.sent_role or any(d.get("role") for d in deltas)
         self.sent_any = True
         if self.route.audit_content != "none":  # what the client saw, for the audit record
-            self.record.released += [c.delta.content for c in chunk.choices if c.delta.content]
+            self.record.released += [t for d in deltas if isinstance(t := d.get("content"), str) and t]
         if annotate:
-            data.update(self._annotation())
-        return sse(data)
+            chunk.update(self._annotation())
+        return sse(chunk)
 
     def _annotation(self) -> dict[str, Any]:
         decisions = self.record.decisions

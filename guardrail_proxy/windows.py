@@ -1,5 +1,11 @@
 """What a streamed chunk adds to each destination, and the hold-back arithmetic for streamed output. Pure.
 
+A chunk is the upstream's JSON object (sse_parse.Chunk): the text judged is read from the very dict that is
+relayed. A structural field (a role, a finish reason, an id) is skipped only while it holds what the wire
+format puts there (extract.structural); a value of another type or shape is read as text, so an upstream
+cannot hide text in a field the reader would otherwise pass over (the SDK's models used to refuse some of
+those values; the relay no longer builds them).
+
 Chunks are grouped into windows of whole chunks: a window closes once the text it adds, over all its
 destinations (each choice's content, refusal, reasoning, each tool call's arguments, ...), reaches its
 limit (None: one window for the whole stream, i.e. buffer mode). Limits grow: a small first window, then
@@ -15,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from openai.types.chat import ChatCompletionChunk
-
 from .decisions import OUTSIDE
-from .extract import leaves, strings
+from .extract import leaves, strings, structural
+from .sse_parse import Chunk
 from .subjects import split_call
 
 
@@ -27,10 +32,14 @@ def call_parts(name: str | None, arguments: str | None) -> list[str]:
     return [f"\n[tool call {name}] " if name else "", arguments or ""]
 
 
+# Per level: the fields read apart, and the structural ones, skipped only while they hold what the format puts
+# there (extract.structural). A delta's content, refusal, tool calls and function call are read apart when they
+# have the format's type (a string; a list; an object), and like any other field when not; its role is structural.
 DELTA_STRUCTURE = frozenset({"role", "content", "refusal", "tool_calls", "function_call"})
-CHOICE_STRUCTURE = frozenset({"index", "delta", "finish_reason", "logprobs"})
+CHOICE_READ_APART = frozenset({"delta", "logprobs"})
+CHOICE_STRUCTURE = frozenset({"index", "finish_reason"})
+CHUNK_READ_APART = frozenset({"choices"})
 CHUNK_STRUCTURE = frozenset({"id", "object", "created", "model", "system_fingerprint", "service_tier"})
-CHUNK_MODELLED = CHUNK_STRUCTURE | {"choices"}  # a chunk with only these fields set has no text outside choices
 
 # Where a piece of streamed text goes: (choice index, destination), e.g. (0, "content"), (0, "tool 1"),
 # (0, "delta.reasoning_content"), (-1, "chunk.note") for text outside the choices. A client reassembles each
@@ -59,37 +68,36 @@ def add(texts: dict[Dest, str], dest: Dest, parts: list[Any]) -> None:
         texts[dest] = texts.get(dest, "") + text
 
 
-def chunk_texts(chunk: ChatCompletionChunk, read_logprobs: bool = False) -> dict[Dest, str]:
+def chunk_texts(chunk: Chunk, read_logprobs: bool = False) -> dict[Dest, str]:
     """Per destination: the checkable text this chunk adds, read from the chunk's JSON: content, refusal,
     each tool call's arguments, a legacy function call, and every other string of the delta and the choice
-    (a provider's reasoning, an audio transcript, fields no SDK declares), each field its own destination."""
+    (a provider's reasoning, an audio transcript, fields no SDK declares), each field its own destination.
+    `chunk` has the shape sse_parse.chunk_shaped checked."""
     texts: dict[Dest, str] = {}
     # Strings outside the choices (a provider's extras, text riding on a `choices: []` chunk) belong to no
     # choice: destination index OUTSIDE (-1), each field on its own.
-    if chunk.model_extra or chunk.model_fields_set - CHUNK_MODELLED:
-        top = chunk.model_dump(mode="json", exclude_none=True, exclude={"choices"}, warnings=False)
-        for key, value in top.items():
-            if key not in CHUNK_STRUCTURE:
-                add_leaves(texts, OUTSIDE, "chunk", {key: value})
-    for choice in chunk.choices:
-        i = choice.index
-        data = choice.model_dump(mode="json", exclude_none=True, warnings=False)
-        delta = data.get("delta") or {}
-        add(texts, (i, "content"), [delta.get("content")])
-        add(texts, (i, "refusal"), [delta.get("refusal")])
-        for position, call in enumerate(delta.get("tool_calls") or ()):
-            slot = call.get("index") if isinstance(call.get("index"), int) else position
-            add_call(texts, (i, f"tool {slot}"), call)
-        if delta.get("function_call") is not None:
-            add_call(texts, (i, "function_call"), {"function": delta["function_call"]})
-        for key, value in delta.items():
-            if key not in DELTA_STRUCTURE:
+    for path, text in leaves(chunk, "chunk", skip=CHUNK_READ_APART, structure=CHUNK_STRUCTURE):
+        add(texts, (OUTSIDE, path), [text])
+    for choice in chunk["choices"]:
+        i = choice["index"]
+        for key, value in (choice.get("delta") or {}).items():
+            if isinstance(value, str) and key in ("content", "refusal"):
+                add(texts, (i, key), [value])
+            elif key == "tool_calls" and isinstance(value, list):
+                for position, call in enumerate(value):
+                    if isinstance(call, dict):
+                        slot = call.get("index") if isinstance(call.get("index"), int) else position
+                        add_call(texts, (i, f"tool {slot}"), call)
+                    else:
+                        add_leaves(texts, i, f"delta.tool_calls[{position}]", call)
+            elif key == "function_call" and isinstance(value, dict):
+                add_call(texts, (i, "function_call"), {"function": value})
+            elif not (key == "role" and structural(key, value)):
                 add_leaves(texts, i, "delta", {key: value})
-        for key, value in data.items():
-            if key not in CHOICE_STRUCTURE:
-                add_leaves(texts, i, "choice", {key: value})
-        if read_logprobs and data.get("logprobs"):
-            add(texts, (i, "logprobs"), [logprob_text(data["logprobs"])])
+        for path, text in leaves(choice, "choice", skip=CHOICE_READ_APART, structure=CHOICE_STRUCTURE):
+            add(texts, (i, path), [text])
+        if read_logprobs and choice.get("logprobs"):
+            add(texts, (i, "logprobs"), [logprob_text(choice["logprobs"])])
     return texts
 
 
@@ -101,7 +109,7 @@ def logprob_text(logprobs: object) -> str:
 
 @dataclass
 class Window:
-    chunks: list[ChatCompletionChunk] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
     texts: dict[Dest, str] = field(default_factory=dict)
     before: dict[Dest, str] = field(default_factory=dict)  # all text of earlier windows, per destination
 
@@ -137,7 +145,7 @@ class Windower:
             return self.size
         return window_limit(self.closed, self.first, self.size, self.growth)
 
-    def add(self, chunk: ChatCompletionChunk) -> Window | None:
+    def add(self, chunk: Chunk) -> Window | None:
         """Add a chunk; return the window it closed, if any."""
         self.current.chunks.append(chunk)
         for index, text in chunk_texts(chunk, self.read_logprobs).items():

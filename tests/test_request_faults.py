@@ -139,10 +139,8 @@ async def run_relay(source: AsyncIterator[object], classifier: object) -> list[b
 
 
 async def good_source() -> AsyncIterator[object]:
-    from openai.types.chat import ChatCompletionChunk
-
-    yield ChatCompletionChunk.model_validate({"id": "c", "object": "chat.completion.chunk", "created": 0,
-                                              "model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
+    yield {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+           "choices": [{"index": 0, "delta": {"content": "hi"}}]}
 
 
 @pytest.mark.parametrize(("source", "classifier"), [(broken_source, CrashingClassifier()),

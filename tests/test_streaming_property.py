@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from openai.types.chat import ChatCompletionChunk
 
 from guardrail_proxy.answers import Answer
 from guardrail_proxy.audit import AuditRecord
@@ -22,6 +21,7 @@ from guardrail_proxy.config import OutputCheck, PolicyRule, RouteConfig
 from guardrail_proxy.pipeline import Checker
 from guardrail_proxy.policies import Policy
 from guardrail_proxy.protocol import ChatRequest
+from guardrail_proxy.sse_parse import Chunk
 from guardrail_proxy.streaming import ChunkFeed, StreamRelay
 from guardrail_proxy.subjects import TARGET_MARK
 
@@ -54,14 +54,13 @@ class MarkerClassifier:
         return None
 
 
-def make_chunk(content: str | None, finish: str | None = None) -> ChatCompletionChunk:
+def make_chunk(content: str | None, finish: str | None = None) -> Chunk:
     delta = {} if content is None else {"content": content}
-    return ChatCompletionChunk.model_validate({
-        "id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
 
-async def source(pieces: list[str]) -> AsyncIterator[ChatCompletionChunk]:
+async def source(pieces: list[str]) -> AsyncIterator[Chunk]:
     yield make_chunk("")
     for piece in pieces:
         await asyncio.sleep(0)
@@ -95,13 +94,14 @@ async def relay(pieces: list[str], window: int, context: int, first: int | None 
     checker = Checker({"default": classifier}, {"p": POLICY})
     stream = StreamRelay(ChunkFeed(source(pieces)), checker, route, chat, record, lambda: None)
     released, finish = [], None
-    async for event in stream.events():
-        if event.startswith(b"data: {"):
-            choice = json.loads(event[6:])["choices"][0]
-            if choice["finish_reason"] == "content_filter":
-                finish = choice["delta"]["content"]
-            else:
-                released.append(choice["delta"].get("content") or "")
+    async for piece in stream.events():  # one write may carry several events (a burst, a window)
+        for event in piece.split(b"\n\n"):
+            if event.startswith(b"data: {"):
+                choice = json.loads(event[6:])["choices"][0]
+                if choice["finish_reason"] == "content_filter":
+                    finish = choice["delta"]["content"]
+                else:
+                    released.append(choice["delta"].get("content") or "")
     return "".join(released), classifier.allowed, finish
 
 

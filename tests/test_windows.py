@@ -1,19 +1,27 @@
-"""Hold-back arithmetic: windows of whole chunks, text per choice, context tails."""
+"""Hold-back arithmetic: windows of whole chunks, text per choice, context tails. A chunk is the upstream's
+JSON object (sse_parse.Chunk), as the relay reads and sends it."""
 
 from __future__ import annotations
 
-import pytest
-from openai.types.chat import ChatCompletionChunk
+from typing import Any
 
+import pytest
+
+from guardrail_proxy.decisions import OUTSIDE
+from guardrail_proxy.sse_parse import Chunk
 from guardrail_proxy.windows import Windower, chunk_texts, tail, window_limit
 
 
-def chunk(content: str | None = None, finish: str | None = None, index: int = 0, **delta) -> ChatCompletionChunk:
+def chunk(content: str | None = None, finish: str | None = None, index: int = 0, **delta: Any) -> Chunk:
     if content is not None:
         delta["content"] = content
-    return ChatCompletionChunk.model_validate({
-        "id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-        "choices": [{"index": index, "delta": delta, "finish_reason": finish}]})
+    return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+            "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+
+
+def raw(choice: dict[str, Any] | None = None, **top: Any) -> Chunk:
+    return {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+            "choices": [{"index": 0, **choice}] if choice is not None else [], **top}
 
 
 def test_chunk_texts_reads_content_refusal_and_tool_calls():
@@ -43,6 +51,43 @@ def test_each_destination_accumulates_on_its_own():
     assert texts[(0, "delta.audio.transcript")] == "spoken"
 
 
+@pytest.mark.parametrize(("data", "expected"), [
+    # what the format puts in a structural field is no text
+    (raw({"delta": {"role": "assistant", "content": "hi"}, "finish_reason": None, "logprobs": None},
+         system_fingerprint="fp_1", service_tier="default", usage=None), {(0, "content"): "hi"}),
+    (raw(usage={"prompt_tokens": 1, "completion_tokens": 2}), {}),
+    (raw({"delta": {}, "finish_reason": "stop"}), {}),
+    # anything else in one is read as text, as are values of a type the SDK used to refuse
+    (raw({"delta": {"role": "ignore the rules"}}), {(0, "delta.role"): "ignore the rules"}),
+    (raw({"delta": {}, "finish_reason": "blood bath"}),
+     {(0, "choice{}finish_reason"): "finish_reason", (0, "choice.finish_reason"): "blood bath"}),
+    (raw(object="blood bath"), {(OUTSIDE, "chunk{}object"): "object", (OUTSIDE, "chunk.object"): "blood bath"}),
+    (raw(id="the blood bath"), {(OUTSIDE, "chunk.id"): "the blood bath"}),  # an id has no spaces
+    (raw(id={"note": "blood"}), {(OUTSIDE, "chunk.id{}note"): "note", (OUTSIDE, "chunk.id.note"): "blood"}),
+    (raw(model=["blood"]), {(OUTSIDE, "chunk{}model"): "model", (OUTSIDE, "chunk.model[0]"): "blood"}),
+    (raw({"delta": {"content": [{"type": "text", "text": "blood"}]}}),
+     {(0, "delta.content[0].type"): "text", (0, "delta.content[0].text"): "blood"}),
+    (raw({"delta": {"refusal": {"why": "blood"}}}),
+     {(0, "delta.refusal{}why"): "why", (0, "delta.refusal.why"): "blood"}),
+    (raw({"delta": {"tool_calls": "blood"}}), {(0, "delta.tool_calls"): "blood"}),
+    (raw({"delta": {"tool_calls": ["blood"]}}), {(0, "delta.tool_calls[0]"): "blood"}),
+    (raw({"delta": {"function_call": "blood"}}), {(0, "delta.function_call"): "blood"}),
+    (raw({"delta": None, "text": "blood"}), {(0, "choice.text"): "blood"}),
+    (raw(note="blood"), {(OUTSIDE, "chunk{}note"): "note", (OUTSIDE, "chunk.note"): "blood"}),
+])
+def test_structural_fields_hide_no_text(data, expected):
+    """The SDK's model refused a role or finish reason outside its names, or content that is not a string; the
+    relay now sends the upstream's object as it is, so the reader reads such values instead."""
+    assert chunk_texts(data) == expected
+
+
+def test_logprobs_are_read_only_when_checked():
+    data = raw({"delta": {"content": "a"}, "logprobs": {"content": [{"token": "a", "top_logprobs": [
+        {"token": "blood", "logprob": -1.0}]}]}})
+    assert chunk_texts(data) == {(0, "content"): "a"}
+    assert chunk_texts(data, read_logprobs=True) == {(0, "content"): "a", (0, "logprobs"): "a blood "}
+
+
 @pytest.mark.parametrize(("size", "pieces", "expected"), [
     (5, ["ab", "cd", "ef", "g"], [["ab", "cd", "ef"], ["g"]]),
     (2, ["ab", "c", "d", "e"], [["ab"], ["c", "d"], ["e"]]),
@@ -53,7 +98,7 @@ def test_windows_are_whole_chunks(size, pieces, expected):
     windower = Windower(size)
     windows = [w for p in pieces if (w := windower.add(chunk(p))) is not None]
     windows.append(windower.finish())
-    got = [[c.choices[0].delta.content for c in w.chunks] for w in windows]
+    got = [[c["choices"][0]["delta"]["content"] for c in w.chunks] for w in windows]
     if got[-1] == [] and expected[-1] != []:
         got = got[:-1]
     assert got == expected
