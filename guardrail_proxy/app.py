@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .auth import check_route, identify
+from .console.routes import Console
 from .errors import GuardrailProxyError, GuardrailUnavailable, error_body
 from .flow import CHAT_COMPLETIONS, GUARDRAIL_CHECK, MODERATIONS, Flow, Stage, run
 from .guard import Reply, StreamReply
@@ -25,11 +26,14 @@ from .routing import exposed_models, named_route
 from .runtime import Runtime
 from .settings import Settings
 from .sse_response import EventStreamResponse
+from .wire_json import FastJSONResponse
 
 log = logging.getLogger("guardrail_proxy")
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
+
+    from .fleet import Fleet
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -47,7 +51,7 @@ async def chat_completions(request: Request) -> Response:
         # the last event waits for the record's commit.
         return EventStreamResponse(flow.last_after_commit(reply.events),
                                    headers={"cache-control": "no-cache", **reply.headers}, on_close=reply.close)
-    return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+    return FastJSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 
 async def json_endpoint(request: Request, stages: tuple[Stage, ...], endpoint: str) -> Response:
@@ -97,13 +101,26 @@ async def readyz(request: Request) -> Response:
     return JSONResponse(report, status_code=200 if ready else 503)
 
 
+def fleet_of(request: Request) -> Fleet | None:
+    """The worker's channel to its siblings under `serve --workers N` (fleet.py); None in a single process."""
+    fleet: Fleet | None = getattr(request.app.state, "fleet", None)
+    return fleet
+
+
 async def metrics(request: Request) -> Response:
-    return Response(ops_only(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    runtime, fleet = ops_only(request), fleet_of(request)
+    text = runtime.metrics.render() if fleet is None else await fleet.scrape(runtime)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
 async def admin_reload(request: Request) -> Response:
-    """Re-read config and policies (as SIGHUP does); 200 when applied, 409 when refused (the old config serves)."""
-    result = await ops_only(request, admin=True).reload()
+    """Re-read config and policies (as SIGHUP does); 200 when applied, 409 when refused (the old config serves).
+    Under `serve --workers N`, every worker reloads and the body lists each one's result."""
+    runtime, fleet = ops_only(request, admin=True), fleet_of(request)
+    if fleet is not None:
+        ok, body = await fleet.reload(runtime)
+        return JSONResponse(body, status_code=200 if ok else 409)
+    result = await runtime.reload()
     return JSONResponse(result.to_json(), status_code=200 if result.ok else 409)
 
 
@@ -152,6 +169,7 @@ def create_app(config: LoadedConfig, settings: Settings | None = None,
     """Build the app. Clients and pools are created in the lifespan, once, and closed at shutdown.
     `span_exporter` (tests) receives the traces when the config turns tracing on."""
     settings = settings or Settings()
+    console = Console.build(config, settings)  # the review console (console/); it opens nothing until asked
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -164,6 +182,7 @@ def create_app(config: LoadedConfig, settings: Settings | None = None,
         finally:
             app.state.runtime = None
             await runtime.close()
+            await console.close()
 
     api = [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -183,6 +202,7 @@ def create_app(config: LoadedConfig, settings: Settings | None = None,
         Route("/metrics", metrics, methods=["GET"]),
         Route("/admin/reload", admin_reload, methods=["POST"]),
         Route("/admin/config", admin_config, methods=["GET"]),
+        *console.routes(),  # /console: the ops port or the ops key only (console/access.py)
     ]
     handlers = {GuardrailProxyError: on_proxy_error, HTTPException: on_http_error, Exception: on_unexpected}
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

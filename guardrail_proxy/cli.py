@@ -19,10 +19,13 @@ from .lint import Limits, lint_path
 from .loader import load_config
 from .official_pack import load_official_datasets
 from .ops import ops_key
+from .replay_cli import register as register_replay
 from .serving import Serving
 from .settings import Settings
+from .tool_flags import positive_int
 from .tools_cli import register as register_check
 from .tracing import require_sdk
+from .workers import supervise
 
 Command = Callable[[argparse.Namespace, Settings], int]
 HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
@@ -35,13 +38,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     load_clients(config.proxy, config.routes, settings, str(config.path))
     ops_key(server, settings, str(config.path))
     require_sdk(config.proxy.tracing, str(config.path))  # the otel extra missing: exit 2, not a traceback
-    logging.basicConfig(level=server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    who = "%(name)s" if args.workers == 1 else "%(name)s[%(process)d]"  # which worker said it
+    logging.basicConfig(level=server.log_level.upper(), format=f"%(asctime)s %(levelname)s {who} %(message)s")
     if server.log_level != "debug":
         # The HTTP clients under the openai SDK (httpx2 in openai 3.x) log every request at INFO: one line
         # per classifier call, which buries the proxy's own log. Their warnings still show.
         for name in HTTP_CLIENT_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
-    return Serving(create_app(config, settings), server, args.host or server.host, args.port or server.port).run()
+    host, port = args.host or server.host, args.port or server.port
+    if args.workers > 1:
+        return supervise(config, settings, host, port, args.workers)
+    return Serving(create_app(config, settings), server, host, port).run()
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="proxy.yaml (default: $GUARDRAIL_PROXY_CONFIG or config/proxy.yaml)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=positive_int, default=1,
+                       help="processes serving the port, with /metrics for all of them (default: 1)")
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="the proxy with stand-in model and classifier: no GPU needed")
@@ -134,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_eval(sub)
     register_export(sub)
     register_audit(sub)
+    register_replay(sub)
     return parser
 
 
