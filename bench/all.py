@@ -7,8 +7,9 @@
 Runs throughput.py (non-streaming req/s, latency, proxy CPU, RSS; both event loops and both classifier
 transports; streams/s with no checks against direct; RSS growth over 20,000 guarded requests), stream_latency.py
 (TTFT and total per stream mode), idle_rss.py (RSS when ready and import time on the raw transports),
-conversation.py (classifier calls, tokens and TTFT per teen-conversation turn) and audit_throughput.py (the
-audit store's cost). Each prints its table and
+conversation.py (classifier calls, tokens and TTFT per teen-conversation turn), audit_throughput.py (the
+audit store's cost), shadow.py (what shadow policies add to the reply path) and workers.py (one worker against
+two). Each prints its table and
 writes its JSON to bench/results/; this exits non-zero when any of them failed.
 """
 
@@ -25,6 +26,8 @@ SCRIPTS = (
     ("idle_rss.py", []),
     ("conversation.py", []),
     ("audit_throughput.py", []),
+    ("shadow.py", []),
+    ("workers.py", []),
 )
 
 
