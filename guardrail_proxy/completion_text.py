@@ -6,9 +6,11 @@ when the route checks them. Strings outside the choices (a provider's top-level 
 under the subject index decisions.OUTSIDE: they belong to no choice, so a violation there blocks the reply
 rather than rewrite a choice.
 
-The structural fields listed here (ids, the model name, the finish reason, a message's role) are skipped only
-while their values have the wire format's shape (extract.structural); a sentence in `model`, a role no chat
-format has, a finish reason nobody defined is read like any other text, since the client receives it all.
+Every key is read unless it is the reply's vocabulary or a usage counter (extract.key_is_text, `reply`), so a
+key name with a number under it (`{"Step_one": 0}`) is judged like a string. The structural fields listed
+here (ids, the model name, the finish reason, a message's role) are skipped only while their values have the
+wire format's shape (extract.structural); a sentence in `model`, a role no chat format has, a finish reason
+nobody defined is read like any other text, since the client receives it all.
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ def choice_text(message: dict[str, Any]) -> str:
     (an unknown role, content of the wrong type) is read whole, every string included; its role is skipped
     only when it is a real role, so that nothing in it escapes the check."""
     try:
-        return message_text(Message.model_validate({"role": "assistant", **drop_none(message)}))
+        read = message_text(Message.model_validate({"role": "assistant", **drop_none(message)}), reply=True)
+        # The model drops null fields, but a key with null under it is a name the client receives all the same.
+        nulls = text_of({k: v for k, v in message.items() if v is None}, reply=True)
+        return "\n".join(t for t in (read, nulls) if t)
     except ValidationError:
-        return text_of(message, structure=MESSAGE_STRUCTURE)
+        return text_of(message, structure=MESSAGE_STRUCTURE, reply=True)
 
 
 def drop_none(data: dict[str, Any]) -> dict[str, Any]:
@@ -60,11 +65,11 @@ def completion_subjects(completion: dict[str, Any], chat: ChatRequest, route: Ro
     subjects = []
     for data, message in choice_messages(completion) if choices is None else choices:
         logprobs = logprob_text(data["logprobs"]) if route.output.logprobs == "check" and data.get("logprobs") else ""
-        rest = text_of(data, skip=CHOICE_READ_APART, structure=CHOICE_STRUCTURE)
+        rest = text_of(data, skip=CHOICE_READ_APART, structure=CHOICE_STRUCTURE, reply=True)
         text = "\n".join(t for t in (message, rest, logprobs) if t.strip())
         if text.strip():
             subjects.append(output_subject(text, chat.messages, route.output, data.get("index", 0)))
-    top = text_of(completion, skip=COMPLETION_READ_APART, structure=COMPLETION_STRUCTURE)
+    top = text_of(completion, skip=COMPLETION_READ_APART, structure=COMPLETION_STRUCTURE, reply=True)
     if top:
         subjects.append(Subject(Turn("assistant", top), index=OUTSIDE))
     return subjects

@@ -15,7 +15,12 @@ it has, never by what it starts with:
   Those bytes are not text; the README's security model says they are not judged.
 
 Keys are text too (a tool parameter's name reaches the model's prompt), except the wire format's and JSON
-Schema's own vocabulary (`VOCABULARY`).
+Schema's own vocabulary (`VOCABULARY`). Two rules, by side (`reply`):
+- a request: an identifier key whose value holds no text (a sampling parameter such as vLLM's `top_k: 40`) is
+  also skipped, so that numeric extras do not cost a classifier call;
+- a reply (what an upstream sends back, relayed to a client): every key is read unless it is vocabulary
+  (`REPLY_VOCABULARY`) or a known usage counter at its place (`COUNTERS`), whatever its value holds. A key
+  name is free text the upstream chose, and `{"Step_one_is_this": 0}` reaches the client like a string does.
 
 The readers work on plain JSON values (what `model_dump(mode="json")` gives), not on an SDK's typed objects,
 so a field an SDK release starts to declare (as openai did with `delta.audio`) is still read.
@@ -52,7 +57,22 @@ VOCABULARY = frozenset({
     "reasoning_content", "annotations", "url_citation", "logprobs", "token", "top_logprobs", "bytes", "logprob",
     "expires_at", "prediction", "documents", "metadata", "tools", "functions", "response_format",
 })
-
+# A reply's own field names (OpenAI's and vLLM's), read as vocabulary whatever their value: their values are
+# read, or skipped as structural, by the callers' rules, never because of this list.
+REPLY_VOCABULARY = VOCABULARY | frozenset({
+    "object", "created", "model", "system_fingerprint", "service_tier", "choices", "message", "delta",
+    "finish_reason", "usage", "obfuscation", "tool_call_id",
+    # vLLM's: a choice's stop reason and token ids; a completion's prompt echo and transfer parameters.
+    "stop_reason", "token_ids", "prompt_logprobs", "prompt_token_ids", "kv_transfer_params",
+})
+# The usage counters, by the key they sit under: skipped only there; a key the list does not know is read.
+COUNTERS: dict[str, frozenset[str]] = {
+    "usage": frozenset({"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
+                        "completion_tokens_details"}),
+    "prompt_tokens_details": frozenset({"cached_tokens", "audio_tokens"}),
+    "completion_tokens_details": frozenset({"reasoning_tokens", "audio_tokens", "accepted_prediction_tokens",
+                                            "rejected_prediction_tokens"}),
+}
 
 # A key that names a field rather than says something: ASCII only (a Unicode \w would let 64 characters of
 # Chinese, a whole sentence, pass as a name) and at most 64 characters, the same bound as TOKEN below.
@@ -94,13 +114,16 @@ def structural(key: str, value: object) -> bool:
     return key not in NUMBERS and TOKEN.fullmatch(value) is not None
 
 
-def key_is_text(key: object, value: object) -> bool:
-    """A key is read unless it is an identifier that is vocabulary, or an identifier naming a value with no
-    text in it (a counter such as usage.prompt_tokens). A key with spaces or punctuation is always read."""
+def key_is_text(key: object, value: object, parent: str | None = None, reply: bool = False) -> bool:
+    """A key is read unless it is an identifier that is vocabulary, or (in a request) an identifier naming a
+    value with no text in it, or (in a reply) a usage counter under its `parent` (COUNTERS). A key with spaces
+    or punctuation is always read."""
     if not isinstance(key, str) or not key.strip():
         return False
     if not IDENTIFIER.fullmatch(key):
         return True
+    if reply:
+        return key not in REPLY_VOCABULARY and key not in COUNTERS.get(parent or "", ())
     return key not in VOCABULARY and holds_text(value)
 
 
@@ -123,12 +146,13 @@ def is_media(parent: str | None, key: str, value: object) -> bool:
 
 
 def leaves(value: object, path: str = "", parent: str | None = None, skip: Collection[str] = (),
-           structure: Collection[str] = ()) -> Iterator[tuple[str, str]]:
+           structure: Collection[str] = (), *, reply: bool = False) -> Iterator[tuple[str, str]]:
     """(JSON path, text) for every non-blank string inside `value` and every key that is text, depth first
     in document order. A list item's path uses its `index` field when it has one, as clients key choices and
     tool calls when they join streamed pieces. `skip` names the keys of the top-level object that another
     reader handles, `structure` its structural keys, skipped only while `structural`; nested objects get no
-    such allowance, only the media paths. Recursive: wire_json.loads bounds the depth of what it parses."""
+    such allowance, only the media paths. `reply` picks the reply's rule for keys (key_is_text). Recursive:
+    wire_json.loads bounds the depth of what it parses."""
     if isinstance(value, str):
         if value.strip():
             yield path, value
@@ -136,21 +160,22 @@ def leaves(value: object, path: str = "", parent: str | None = None, skip: Colle
         for key, item in value.items():
             if key in skip or (key in structure and structural(key, item)) or is_media(parent, key, item):
                 continue
-            if key_is_text(key, item):
+            if key_is_text(key, item, parent, reply):
                 yield f"{path}{{}}{key}", key
-            yield from leaves(item, f"{path}.{key}", key)
+            yield from leaves(item, f"{path}.{key}", key, reply=reply)
     elif isinstance(value, list):
         for position, item in enumerate(value):
             slot = item.get("index") if isinstance(item, dict) and isinstance(item.get("index"), int) else position
-            yield from leaves(item, f"{path}[{slot}]", parent)
+            yield from leaves(item, f"{path}[{slot}]", parent, reply=reply)
 
 
 def strings(value: object, parent: str | None = None, skip: Collection[str] = (),
-            structure: Collection[str] = ()) -> Iterator[str]:
+            structure: Collection[str] = (), *, reply: bool = False) -> Iterator[str]:
     """Every text of `value` (see `leaves`), without its path."""
-    for _, text in leaves(value, "", parent, skip, structure):
+    for _, text in leaves(value, "", parent, skip, structure, reply=reply):
         yield text
 
 
-def text_of(value: object, skip: Collection[str] = (), structure: Collection[str] = ()) -> str:
-    return "\n".join(strings(value, skip=skip, structure=structure))
+def text_of(value: object, skip: Collection[str] = (), structure: Collection[str] = (), *,
+            reply: bool = False) -> str:
+    return "\n".join(strings(value, skip=skip, structure=structure, reply=reply))

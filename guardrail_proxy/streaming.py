@@ -142,6 +142,7 @@ class Checked:
     window: Window
     check: asyncio.Task[Decision]
     final: bool = False
+    failure: GuardrailProxyError | None = None  # the stream failed after this window: the error follows
 
 
 @dataclass
@@ -220,7 +221,12 @@ class StreamRelay:
                                             growth=output.window_growth)
         async for batch in self.feed.batches():
             if isinstance(batch, GuardrailProxyError):
-                self.items.put_nowait(batch)
+                if self.mode == "post":
+                    # The text relayed so far went out unchecked: judge it, so the audit and the metrics
+                    # record the verdict, before the error ends the stream.
+                    self.items.put_nowait(self._start_check(windower.finish(), final=True, failure=batch))
+                else:
+                    self.items.put_nowait(batch)
                 return
             if self.mode == "off":
                 self.items.put_nowait(Passed(batch))
@@ -245,12 +251,13 @@ class StreamRelay:
             self.items.put_nowait(self._start_check(windower.finish(), final=True))
         self.items.put_nowait(END)
 
-    def _start_check(self, window: Window, *, final: bool = False) -> Checked:
+    def _start_check(self, window: Window, *, final: bool = False,
+                     failure: GuardrailProxyError | None = None) -> Checked:
         subjects = [self._subject(window, dest, text) for dest, text in sorted(window.texts.items())]
         task = asyncio.create_task(self.checker.check("output", subjects, self.route,
                                                       request_id=self.record.request_id))
         self.pending.append(task)
-        return Checked(window, task, final)
+        return Checked(window, task, final, failure)
 
     def _subject(self, window: Window, dest: Dest, text: str) -> Subject:
         # The judged text overlaps the destination's previous text, so a phrase cut in two by a window
@@ -281,6 +288,10 @@ class StreamRelay:
                 # The text is already out: nothing to stop, but the client must learn it went unchecked.
                 decision = replace(decision, outcome=Outcome.ALLOW)
             self.record.decisions.append(decision)
+            if item.failure is not None:
+                self.record.status, self.record.error = item.failure.status_code, item.failure.logged
+                yield sse(item.failure.to_body())
+                return
             if decision.outcome is Outcome.UNAVAILABLE:
                 error = unavailable(decision)
                 self.record.status, self.record.error = error.status_code, error.logged

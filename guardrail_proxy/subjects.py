@@ -11,7 +11,7 @@ system message; content is never concatenated into it).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,22 +53,24 @@ MESSAGE_STRUCTURE = frozenset({"role", "tool_call_id"})
 HANDLED = frozenset({"content", "tool_calls", "function_call"})
 
 
-def message_text(message: Message) -> str:
+def message_text(message: Message, *, reply: bool = False) -> str:
     """Everything readable in a message, read from its JSON: content and text parts (with any field a part
     carries besides its type), tool and function calls, and every other string, `name`, `refusal` and
-    fields the proxy does not model included. Media is skipped by its place (extract.py)."""
-    data = message.model_dump(mode="json", exclude_none=True)
+    fields the proxy does not model included. Media is skipped by its place (extract.py). `reply`: the message
+    is an upstream's reply, whose keys are read by the reply's rule (extract.key_is_text)."""
+    # A reply keeps its null fields: their keys are names the client receives (key_is_text, `reply`).
+    data = message.model_dump(mode="json", exclude_none=not reply)
     parts: list[str] = []
     content = data.get("content")
     if isinstance(content, str):
         parts.append(content)
     elif isinstance(content, list):
-        parts += [text_of(part, structure={"type"}) for part in content if isinstance(part, dict)]
+        parts += [text_of(part, structure={"type"}, reply=reply) for part in content if isinstance(part, dict)]
     for call in data.get("tool_calls") or ():
-        parts.append(call_text(call))
+        parts.append(call_text(call, reply=reply))
     if data.get("function_call") is not None:
-        parts.append(call_text({"function": data["function_call"]}))
-    parts.append(text_of(data, skip=HANDLED, structure=MESSAGE_STRUCTURE))
+        parts.append(call_text({"function": data["function_call"]}, reply=reply))
+    parts.append(text_of(data, skip=HANDLED, structure=MESSAGE_STRUCTURE, reply=reply))
     return "\n".join(p for p in parts if p)
 
 
@@ -80,14 +82,16 @@ CALL_KINDS = frozenset(kind for kind, _ in CALL_PAYLOADS)
 Payload = tuple[str | None, str | None]  # (tool name, payload), each when this call or piece carries it
 
 
-def split_call(call: dict[str, Any]) -> tuple[list[Payload], dict[str, Any]]:
+def split_call(call: dict[str, Any],
+               structure: Collection[str] = CALL_STRUCTURE) -> tuple[list[Payload], dict[str, Any]]:
     """A tool, custom-tool or legacy function call as its (name, payload) pairs, where the payload is the
     function's arguments or the custom tool's input as a string, and the rest of the call's JSON, which holds
     every other text (a name or payload of another JSON type included). The one reader of calls, for whole
-    messages (call_text) and for streamed deltas (windows.add_call) alike."""
+    messages (call_text) and for streamed deltas (windows.add_call) alike. `structure`: the call's fields
+    skipped while structural (a streamed call's later pieces narrow it, windows.Pins)."""
     payloads: list[Payload] = []
     rest = {k: v for k, v in call.items()
-            if k not in CALL_KINDS and not (k in CALL_STRUCTURE and structural(k, v))}
+            if k not in CALL_KINDS and not (k in structure and structural(k, v))}
     for kind, payload_key in CALL_PAYLOADS:
         inner = call.get(kind)
         if isinstance(inner, dict):
@@ -102,11 +106,11 @@ def split_call(call: dict[str, Any]) -> tuple[list[Payload], dict[str, Any]]:
     return payloads, rest
 
 
-def call_text(call: dict[str, Any]) -> str:
+def call_text(call: dict[str, Any], *, reply: bool = False) -> str:
     """A tool, custom-tool or legacy function call: "[tool call NAME] ARGUMENTS", then any other strings."""
     payloads, rest = split_call(call)
     texts = [tool_call_text(name, payload) for name, payload in payloads]
-    return "\n".join(t for t in [*texts, text_of(rest)] if t)
+    return "\n".join(t for t in [*texts, text_of(rest, reply=reply)] if t)
 
 
 # The request's own structural fields; every other string outside `messages` is input text: tool and

@@ -4,7 +4,13 @@ A chunk is the upstream's JSON object (sse_parse.Chunk): the text judged is read
 relayed. A structural field (a role, a finish reason, an id) is skipped only while it holds what the wire
 format puts there (extract.structural); a value of another type or shape is read as text, so an upstream
 cannot hide text in a field the reader would otherwise pass over (the SDK's models used to refuse some of
-those values; the relay no longer builds them).
+those values; the relay no longer builds them). Keys are read by the reply's rule (extract.key_is_text).
+
+The token allowance for ids and names is spent once per stream, not once per chunk (`Pins`): a chunk's `id`,
+`model` and `system_fingerprint`, and a tool call's `id` and `type`, are skipped only while they repeat the
+first value the stream (or that tool call slot) gave them. A value that differs is read as text and relayed
+unchanged: rewriting it would hide from the client what the upstream sent, and the only cost of reading it is
+classifier text for an upstream that varies its ids.
 
 Chunks are grouped into windows of whole chunks: a window closes once the text it adds, over all its
 destinations (each choice's content, refusal, reasoning, each tool call's arguments, ...), reaches its
@@ -18,13 +24,14 @@ the finish chunk, the usage chunk) travel with the window they arrive in, so the
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .decisions import OUTSIDE
 from .extract import leaves, strings, structural
 from .sse_parse import Chunk
-from .subjects import split_call
+from .subjects import CALL_STRUCTURE, split_call
 
 
 def call_parts(name: str | None, arguments: str | None) -> list[str]:
@@ -47,18 +54,49 @@ CHUNK_STRUCTURE = frozenset({"id", "object", "created", "model", "system_fingerp
 # different destinations arrive in.
 Dest = tuple[int, str]
 
+# The token fields pinned to their first value: the chunk's envelope, and each tool call slot's id and type.
+PINNED = ("id", "model", "system_fingerprint")
+CALL_PINNED = ("id", "type")
 
-def add_call(texts: dict[Dest, str], dest: Dest, call: dict[str, Any]) -> None:
+
+@dataclass
+class Pins:
+    """The first value of each pinned field, for the stream and for each (choice, tool call slot). A field
+    is pinned by the first non-blank value it holds; until then a null or an empty string carries nothing to
+    read (Azure's first chunk has an empty id and model)."""
+
+    envelope: dict[str, object] = field(default_factory=dict)
+    calls: dict[tuple[int, int], dict[str, object]] = field(default_factory=dict)
+
+    def moved(self, values: Mapping[str, object], keys: Collection[str],
+              slot: tuple[int, int] | None = None) -> frozenset[str]:
+        """The fields among `keys` whose value differs from its pin (they are read as text); fields seen for
+        the first time are pinned."""
+        pins = self.envelope if slot is None else self.calls.setdefault(slot, {})
+        moved = set()
+        for key in keys:
+            value = values.get(key)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            if key not in pins:
+                pins[key] = value
+            elif pins[key] != value:
+                moved.add(key)
+        return frozenset(moved)
+
+
+def add_call(texts: dict[Dest, str], dest: Dest, call: dict[str, Any],
+             structure: Collection[str] = CALL_STRUCTURE) -> None:
     """A streamed call's payload goes to `dest`, piece after piece as a client joins them; every other text
     of the call to destinations of its own, one per JSON path, so none breaks another's continuity."""
-    payloads, rest = split_call(call)
+    payloads, rest = split_call(call, structure)
     for tool, payload in payloads:
         add(texts, dest, call_parts(tool, payload))
     add_leaves(texts, dest[0], dest[1], rest)
 
 
 def add_leaves(texts: dict[Dest, str], index: int, prefix: str, value: object) -> None:
-    for path, text in leaves(value, prefix):
+    for path, text in leaves(value, prefix, reply=True):
         add(texts, (index, path), [text])
 
 
@@ -68,15 +106,18 @@ def add(texts: dict[Dest, str], dest: Dest, parts: list[Any]) -> None:
         texts[dest] = texts.get(dest, "") + text
 
 
-def chunk_texts(chunk: Chunk, read_logprobs: bool = False) -> dict[Dest, str]:
+def chunk_texts(chunk: Chunk, read_logprobs: bool = False, pins: Pins | None = None) -> dict[Dest, str]:
     """Per destination: the checkable text this chunk adds, read from the chunk's JSON: content, refusal,
     each tool call's arguments, a legacy function call, and every other string of the delta and the choice
     (a provider's reasoning, an audio transcript, fields no SDK declares), each field its own destination.
+    `pins` holds the stream's first ids and names and is updated (None: this chunk is the stream's first).
     `chunk` has the shape sse_parse.chunk_shaped checked."""
+    pins = Pins() if pins is None else pins
     texts: dict[Dest, str] = {}
     # Strings outside the choices (a provider's extras, text riding on a `choices: []` chunk) belong to no
     # choice: destination index OUTSIDE (-1), each field on its own.
-    for path, text in leaves(chunk, "chunk", skip=CHUNK_READ_APART, structure=CHUNK_STRUCTURE):
+    structure = CHUNK_STRUCTURE - pins.moved(chunk, PINNED)
+    for path, text in leaves(chunk, "chunk", skip=CHUNK_READ_APART, structure=structure, reply=True):
         add(texts, (OUTSIDE, path), [text])
     for choice in chunk["choices"]:
         i = choice["index"]
@@ -86,15 +127,16 @@ def chunk_texts(chunk: Chunk, read_logprobs: bool = False) -> dict[Dest, str]:
             elif key == "tool_calls" and isinstance(value, list):
                 for position, call in enumerate(value):
                     if isinstance(call, dict):
-                        slot = call.get("index") if isinstance(call.get("index"), int) else position
-                        add_call(texts, (i, f"tool {slot}"), call)
+                        slot: int = call["index"] if isinstance(call.get("index"), int) else position
+                        add_call(texts, (i, f"tool {slot}"), call,
+                                 CALL_STRUCTURE - pins.moved(call, CALL_PINNED, (i, slot)))
                     else:
                         add_leaves(texts, i, f"delta.tool_calls[{position}]", call)
             elif key == "function_call" and isinstance(value, dict):
                 add_call(texts, (i, "function_call"), {"function": value})
             elif not (key == "role" and structural(key, value)):
                 add_leaves(texts, i, "delta", {key: value})
-        for path, text in leaves(choice, "choice", skip=CHOICE_READ_APART, structure=CHOICE_STRUCTURE):
+        for path, text in leaves(choice, "choice", skip=CHOICE_READ_APART, structure=CHOICE_STRUCTURE, reply=True):
             add(texts, (i, path), [text])
         if read_logprobs and choice.get("logprobs"):
             add(texts, (i, "logprobs"), [logprob_text(choice["logprobs"])])
@@ -104,7 +146,7 @@ def chunk_texts(chunk: Chunk, read_logprobs: bool = False) -> dict[Dest, str]:
 def logprob_text(logprobs: object) -> str:
     """Every token string of a logprobs object, the alternatives in top_logprobs included, space-separated
     so that alternatives are not glued into words that were never there."""
-    return " ".join(strings(logprobs)) + " "
+    return " ".join(strings(logprobs, reply=True)) + " "
 
 
 @dataclass
@@ -137,6 +179,7 @@ class Windower:
         self.read_logprobs = read_logprobs
         self.current = Window()
         self.seen: dict[Dest, str] = {}
+        self.pins = Pins()
 
     @property
     def limit(self) -> int | None:
@@ -148,7 +191,7 @@ class Windower:
     def add(self, chunk: Chunk) -> Window | None:
         """Add a chunk; return the window it closed, if any."""
         self.current.chunks.append(chunk)
-        for index, text in chunk_texts(chunk, self.read_logprobs).items():
+        for index, text in chunk_texts(chunk, self.read_logprobs, self.pins).items():
             self.current.texts[index] = self.current.texts.get(index, "") + text
         limit = self.limit
         if limit is not None and self.current.size >= limit:

@@ -125,6 +125,10 @@ REPLY_POSITIONS: dict[str, dict[str, Any]] = {
     "unknown choice field": completion({"role": "assistant", "content": "ok"}, {"text": TRIGGER}),
     "logprobs": completion({"role": "assistant", "content": "ok"}, {"logprobs": LOGPROBS}),
     "unknown top-level field": completion({"role": "assistant", "content": "ok"}, top_extra={"note": TRIGGER}),
+    "key over a number": completion({"role": "assistant", "content": "ok", f"x_{TRIGGER}": 0}),
+    "key over null": completion({"role": "assistant", "content": "ok"}, {f"x_{TRIGGER}": None}),
+    "nested key over a boolean": completion({"role": "assistant", "content": "ok"},
+                                            top_extra={"x_more": {f"x_{TRIGGER}": True}}),
 }
 
 
@@ -188,6 +192,17 @@ STREAM_POSITIONS: dict[str, list[dict[str, Any]]] = {
     "empty choices chunk": [chunk({"content": "ok"}), chunk(choices=[], top={"note": TRIGGER})],
     "unknown top-level field": [chunk({"content": "ok"}, top={"note": FIRST}),
                                 chunk({"content": "ok"}, top={"note": SECOND})],
+    "key over a number": [chunk({"content": "ok", f"x_{TRIGGER}": 0})],
+    "nested key over a boolean": [chunk({"content": "ok"}, top={"x_more": {f"x_{TRIGGER}": True}})],
+    "chunk id changed mid-stream": [chunk({"content": "a"}, top={"id": f"x-{FIRST}"}),
+                                    chunk({"content": "b"}, top={"id": f"{SECOND}-y"})],
+    "model changed mid-stream": [chunk({"content": "a"}, top={"model": f"x-{FIRST}"}),
+                                 chunk({"content": "b"}, top={"model": f"{SECOND}-y"})],
+    "tool call id changed mid-stream": [
+        chunk({"tool_calls": [{"index": 0, "id": "c0", "type": "function",
+                               "function": {"name": "f", "arguments": ""}}]}),
+        chunk({"tool_calls": [{"index": 0, "id": f"x-{FIRST}", "function": {"arguments": ""}}]}),
+        chunk({"tool_calls": [{"index": 0, "id": f"{SECOND}-y", "function": {"arguments": ""}}]})],
     "second choice": [chunk(choices=[{"index": 1, "delta": {"content": FIRST}, "finish_reason": None}]),
                       chunk(choices=[{"index": 1, "delta": {"content": SECOND}, "finish_reason": None}])],
 }

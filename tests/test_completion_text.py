@@ -37,25 +37,61 @@ def test_a_plain_completion_is_its_message_text_only():
 @pytest.mark.parametrize(("body", "expected"), [
     # The finding: each of these reached the client with a 200 while the classifier saw only "hi".
     (completion({"role": "UNSAFE-ROLE-TEXT", "content": "hi"}), {0: "UNSAFE-ROLE-TEXT\nhi"}),
-    (completion(choice={"finish_reason": "UNSAFE-FINISH"}), {0: "hi\nfinish_reason\nUNSAFE-FINISH"}),
-    (completion(model="UNSAFE MODEL TEXT"), {0: "hi", OUTSIDE: "model\nUNSAFE MODEL TEXT"}),
+    (completion(choice={"finish_reason": "UNSAFE-FINISH"}), {0: "hi\nUNSAFE-FINISH"}),
+    (completion(model="UNSAFE MODEL TEXT"), {0: "hi", OUTSIDE: "UNSAFE MODEL TEXT"}),
     (completion(id="UNSAFE ID TEXT"), {0: "hi", OUTSIDE: "UNSAFE ID TEXT"}),
-    (completion(object="UNSAFE-OBJECT"), {0: "hi", OUTSIDE: "object\nUNSAFE-OBJECT"}),
-    (completion(created="UNSAFE CREATED"), {0: "hi", OUTSIDE: "created\nUNSAFE CREATED"}),
-    (completion(system_fingerprint="UNSAFE FINGERPRINT"), {0: "hi", OUTSIDE: "system_fingerprint\nUNSAFE FINGERPRINT"}),
-    (completion(service_tier="UNSAFE-TIER"), {0: "hi", OUTSIDE: "service_tier\nUNSAFE-TIER"}),
-    (completion(model={"name": "UNSAFE IN AN OBJECT"}), {0: "hi", OUTSIDE: "model\nUNSAFE IN AN OBJECT"}),
-    (completion(model="x" * 65), {0: "hi", OUTSIDE: f"model\n{'x' * 65}"}),  # past the token bound
-    (completion(choice={"index": 0, "finish_reason": ["UNSAFE", "LIST"]}), {0: "hi\nfinish_reason\nUNSAFE\nLIST"}),
+    (completion(object="UNSAFE-OBJECT"), {0: "hi", OUTSIDE: "UNSAFE-OBJECT"}),
+    (completion(created="UNSAFE CREATED"), {0: "hi", OUTSIDE: "UNSAFE CREATED"}),
+    (completion(system_fingerprint="UNSAFE FINGERPRINT"), {0: "hi", OUTSIDE: "UNSAFE FINGERPRINT"}),
+    (completion(service_tier="UNSAFE-TIER"), {0: "hi", OUTSIDE: "UNSAFE-TIER"}),
+    (completion(model={"name": "UNSAFE IN AN OBJECT"}), {0: "hi", OUTSIDE: "UNSAFE IN AN OBJECT"}),
+    (completion(model="x" * 65), {0: "hi", OUTSIDE: "x" * 65}),  # past the token bound
+    (completion(choice={"index": 0, "finish_reason": ["UNSAFE", "LIST"]}), {0: "hi\nUNSAFE\nLIST"}),
     # A message's own structural field: the tool call id of a tool message sent back as a reply.
     (completion({"role": "tool", "tool_call_id": "UNSAFE TOOL CALL ID", "content": "hi"}),
-     {0: "hi\ntool_call_id\nUNSAFE TOOL CALL ID"}),
+     {0: "hi\nUNSAFE TOOL CALL ID"}),
     # A tool call's id and type.
     (completion({"role": "assistant", "content": None, "tool_calls": [
         {"id": "UNSAFE CALL ID", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}),
      {0: "[tool call f] {}\nUNSAFE CALL ID"}),
 ])
 def test_every_string_the_client_gets_is_read(body, expected):
+    assert texts(body) == expected
+
+
+def test_the_wire_formats_own_null_and_numeric_fields_cost_nothing():
+    """OpenAI's and vLLM's replies as sent, nulls and usage details included: the one text is the message."""
+    openai = completion({"role": "assistant", "content": "hi", "refusal": None, "annotations": [], "audio": None,
+                         "function_call": None, "tool_calls": None},
+                        usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2,
+                               "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                               "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                                             "accepted_prediction_tokens": 0,
+                                                             "rejected_prediction_tokens": 0}})
+    vllm = completion({"role": "assistant", "content": "hi", "reasoning_content": None, "tool_calls": []},
+                      choice={"stop_reason": None, "token_ids": None}, system_fingerprint=None, service_tier=None,
+                      prompt_logprobs=None, prompt_token_ids=None, kv_transfer_params=None,
+                      usage={"prompt_tokens": 1, "total_tokens": 2, "completion_tokens": 1,
+                             "prompt_tokens_details": None})
+    assert texts(openai) == texts(vllm) == {0: "hi"}
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A key name is text whatever its value holds: a number, a boolean, null, or an object of such.
+    (completion({"role": "assistant", "content": "hi", "X_secret_instructions_live_here": 0}),
+     {0: "hi\nX_secret_instructions_live_here"}),
+    (completion({"role": "assistant", "content": "hi", "X_null": None}), {0: "hi\nX_null"}),
+    (completion(X_and_more_here={"X_nested_too": True}), {0: "hi", OUTSIDE: "X_and_more_here\nX_nested_too"}),
+    (completion(choice={"Step_one": 1}), {0: "hi\nStep_one"}),
+    (completion({"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}", "Inner_key": None},
+         "Outer_key": 0}]}), {0: "[tool call f] {}\nOuter_key\nInner_key"}),
+    # A usage counter is skipped only under its own key; any other key there is read.
+    (completion(usage={"prompt_tokens": 1, "Mix_the_two": 2, "completion_tokens_details": {"then_wait": 0}}),
+     {0: "hi", OUTSIDE: "Mix_the_two\nthen_wait"}),
+    (completion(meta={"prompt_tokens": 1}), {0: "hi", OUTSIDE: "meta\nprompt_tokens"}),
+])
+def test_every_key_the_client_gets_is_read(body, expected):
     assert texts(body) == expected
 
 
@@ -67,7 +103,7 @@ def test_every_string_the_client_gets_is_read(body, expected):
     ({"role": "UNSAFE-ROLE-TEXT", "content": "hi"}, "UNSAFE-ROLE-TEXT\nhi"),
     ({"role": "assistant", "content": {"text": "content as an object"}}, "content as an object"),
     ({"role": "assistant", "content": 5, "note": "a note"}, "note\na note"),
-    ({"role": "assistant", "content": 5, "tool_call_id": "UNSAFE ID"}, "tool_call_id\nUNSAFE ID"),
+    ({"role": "assistant", "content": 5, "tool_call_id": "UNSAFE ID"}, "UNSAFE ID"),
 ])
 def test_choice_text(message, expected):
     assert choice_text(message) == expected

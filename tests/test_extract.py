@@ -58,6 +58,27 @@ def test_key_is_text(key, value, read):
     assert key_is_text(key, value) is read
 
 
+@pytest.mark.parametrize(("key", "value", "parent", "read"), [
+    # A reply: a key is read whatever its value holds, unless vocabulary or a usage counter under its own key.
+    ("X_secret_instructions_live_here", 0, None, True), ("X_nested_too", True, "X_and_more_here", True),
+    ("Step_one", None, "delta", True), ("Step_two", {"n": 1}, None, True),
+    ("type", "function", "delta", False), ("model", "m", None, False), ("finish_reason", None, None, False),
+    ("stop_reason", None, None, False), ("usage", {"total_tokens": 1}, None, False),
+    ("prompt_tokens", 3, "usage", False), ("prompt_tokens_details", None, "usage", False),
+    ("cached_tokens", 0, "prompt_tokens_details", False), ("reasoning_tokens", 0, "completion_tokens_details", False),
+    ("prompt_tokens", 3, "meta", True), ("cached_tokens", 0, "usage", True),  # a counter away from its place
+    ("Mix_the_two", 2, "usage", True),
+])
+def test_key_is_text_in_a_reply(key, value, parent, read):
+    assert key_is_text(key, value, parent, reply=True) is read
+
+
+def test_the_reply_rule_is_the_replys_only():
+    value = {"X_secret": 0, "usage": {"prompt_tokens": 1, "X_counter": 2}}
+    assert text_of(value) == ""  # a request's numeric extras (vLLM's top_k) cost nothing
+    assert text_of(value, reply=True) == "X_secret\nX_counter"
+
+
 def test_skip_applies_to_the_top_level_only():
     value = {"role": "user", "inner": {"role": "hidden text"}}
     assert text_of(value, skip={"role"}) == "inner\nhidden text"

@@ -116,6 +116,89 @@ def test_text_in_a_streamed_structural_field_is_classified(make_proxy, events):
     assert "unsafe" in classified(proxy).lower()
 
 
+# The review's key names: no text in their values, so the old rule never read them. A client receives them all.
+KEYED_COMPLETIONS = [
+    completion({"role": "assistant", "content": "hi", "X_unsafe_instructions_live_here": 0}),
+    completion({"role": "assistant", "content": "hi", "X_unsafe_null": None}),
+    completion(X_and_more_here={"X_unsafe_nested_too": True}),
+    completion(choice={"X_unsafe_in_the_choice": 1}),
+    completion(usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2, "X_unsafe_counter": 3}),
+]
+
+
+@pytest.mark.parametrize("body", KEYED_COMPLETIONS)
+def test_a_key_with_no_text_under_it_is_classified(make_proxy, body):
+    proxy = make_proxy()
+    proxy.upstream.raw_completion = body
+    proxy.classifier.rules.append(Rule("unsafe", 3))
+    with pytest.raises(openai.BadRequestError) as info:
+        proxy.client.chat.completions.create(model="test-model", messages=user("hello"))
+    assert "unsafe" not in info.value.response.text.lower()
+    assert "unsafe" in classified(proxy).lower()
+
+
+@pytest.mark.parametrize("events", [
+    # The review's stream, as it was confirmed end to end.
+    [event({"role": "assistant", "content": "hi"}),
+     b"data: " + json.dumps({"id": ID, "object": "chat.completion.chunk", "created": 1, "model": "stand-in-chat",
+                             "choices": [{"index": 0, "delta": {"content": " there",
+                                                                 "X_unsafe_instructions_live_here": 0}}],
+                             "X_and_more_here": {"X_nested_too": True}}).encode() + b"\n\n",
+     event({}, "stop")],
+    [event({"role": "assistant", "content": "hi"}, X_and_more_here={"X_unsafe_nested_too": True}), event({}, "stop")],
+    [event({"role": "assistant", "content": "hi", "X_unsafe_null": None}), event({}, "stop")],
+    [event({"role": "assistant", "content": "hi"}), event({}, "stop", usage={"prompt_tokens": 1, "X_unsafe": 1})],
+])
+def test_a_streamed_key_with_no_text_under_it_is_classified(make_proxy, events):
+    proxy = make_proxy({"output": {"window_chars": 1}})
+    proxy.upstream.raw_events = [*events, b"data: [DONE]\n\n"]
+    proxy.classifier.rules.append(Rule("unsafe", 3))
+    assert "unsafe" not in streamed(proxy).lower()
+    assert "unsafe" in classified(proxy).lower()
+
+
+def call_event(call_id: str | None, arguments: str, kind: str = "function") -> bytes:
+    call: dict[str, Any] = {"index": 0, "function": {"arguments": arguments}}
+    if call_id is not None:
+        call.update(id=call_id, type=kind)
+    return event({"tool_calls": [call]})
+
+
+@pytest.mark.parametrize("events", [
+    # The review's case: each chunk id a token on its own, instructions together.
+    [event({"role": "assistant", "content": "hi"}), event({"content": " a"}, id="Step1-mix-unsafe-and-ammonia"),
+     event({"content": " b"}, id="Step2-seal-the-room-and-wait"), event({}, "stop")],
+    [event({"role": "assistant", "content": "hi"}), event({"content": " a"}, model="Step1-unsafe-model"),
+     event({}, "stop")],
+    [event({"role": "assistant", "content": "hi"}, system_fingerprint="fp_1"),
+     event({"content": " a"}, system_fingerprint="fp_unsafe"), event({}, "stop")],
+    [event({"role": "assistant", "content": None}), call_event("call_1", ""),
+     call_event("Step2-unsafe-seal-the-room", "{}"), event({}, "tool_calls")],
+    [event({"role": "assistant", "content": None}), call_event("call_1", ""),
+     call_event("call_1", "{}", kind="unsafe-type"), event({}, "tool_calls")],
+])
+def test_ids_and_names_that_change_mid_stream_are_classified(make_proxy, events):
+    proxy = make_proxy({"output": {"window_chars": 1}})
+    proxy.upstream.raw_events = [*events, b"data: [DONE]\n\n"]
+    proxy.classifier.rules.append(Rule("unsafe", 3))
+    assert "unsafe" not in streamed(proxy).lower()
+    assert "unsafe" in classified(proxy).lower()
+
+
+def test_a_plain_stream_costs_no_call_for_its_ids_nulls_and_counters(make_proxy):
+    proxy = make_proxy({"output": {"stream_mode": "buffer"}})
+    vllm = {"reasoning_content": None, "tool_calls": []}
+    proxy.upstream.raw_events = [
+        event({"role": "assistant", "content": "", **vllm}, system_fingerprint=None),
+        call_free := event({"content": "hi", **vllm}, system_fingerprint=None),
+        call_free,
+        event({}, "stop", system_fingerprint=None, usage={
+            "prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "prompt_tokens_details": None}),
+        b"data: [DONE]\n\n"]
+    assert streamed(proxy).count('"content":"hi"') == 2
+    assert len(proxy.classifier.requests) == 2  # the input and the one checked window
+
+
 def nested_bytes(levels: int) -> bytes:
     return b"[" * levels + b"1" + b"]" * levels
 

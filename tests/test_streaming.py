@@ -174,6 +174,28 @@ def test_post_mode_streams_then_annotates(make_proxy):
     assert events(text)[-1]["guardrail"]["decision"] == "annotate"
 
 
+def raw_chunk(content: str) -> bytes:
+    body = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+@pytest.mark.parametrize("outcome", ["allow", "annotate"])
+def test_post_mode_judges_what_was_relayed_when_the_stream_fails(make_proxy, outcome):
+    proxy = make_proxy({"output": {"stream_mode": "post"}, "policies": [{"id": "violence", "action": "annotate"}]})
+    proxy.upstream.raw_events = [raw_chunk("a blood"), raw_chunk("bath"), "DROP"]
+    if outcome == "annotate":
+        proxy.classifier.rules.append(Rule("bloodbath", 3))
+    text = transcript(proxy, stream_body("story"))
+    assert '"error"' in text and "[DONE]" not in text  # the failure still ends the stream
+    assert len(proxy.classifier.requests) == 2  # the input, and the relayed text at the end
+    assert "a bloodbath" in str(proxy.classifier.requests[-1]["messages"][-1]["content"])
+    [record] = proxy.wait_audit()
+    assert record["status"] == 502
+    output = [phase for phase in record["phases"] if phase["phase"] == "output"]
+    assert len(output) == 1 and output[0]["outcome"] == outcome
+
+
 def test_mid_stream_classifier_failure_fails_closed(make_proxy):
     proxy = make_proxy({"output": {"window_chars": 30}})
     proxy.upstream.replies["story"] = LONG

@@ -60,11 +60,11 @@ def test_each_destination_accumulates_on_its_own():
     # anything else in one is read as text, as are values of a type the SDK used to refuse
     (raw({"delta": {"role": "ignore the rules"}}), {(0, "delta.role"): "ignore the rules"}),
     (raw({"delta": {}, "finish_reason": "blood bath"}),
-     {(0, "choice{}finish_reason"): "finish_reason", (0, "choice.finish_reason"): "blood bath"}),
-    (raw(object="blood bath"), {(OUTSIDE, "chunk{}object"): "object", (OUTSIDE, "chunk.object"): "blood bath"}),
+     {(0, "choice.finish_reason"): "blood bath"}),  # the key is the format's vocabulary; its value is read
+    (raw(object="blood bath"), {(OUTSIDE, "chunk.object"): "blood bath"}),
     (raw(id="the blood bath"), {(OUTSIDE, "chunk.id"): "the blood bath"}),  # an id has no spaces
     (raw(id={"note": "blood"}), {(OUTSIDE, "chunk.id{}note"): "note", (OUTSIDE, "chunk.id.note"): "blood"}),
-    (raw(model=["blood"]), {(OUTSIDE, "chunk{}model"): "model", (OUTSIDE, "chunk.model[0]"): "blood"}),
+    (raw(model=["blood"]), {(OUTSIDE, "chunk.model[0]"): "blood"}),
     (raw({"delta": {"content": [{"type": "text", "text": "blood"}]}}),
      {(0, "delta.content[0].type"): "text", (0, "delta.content[0].text"): "blood"}),
     (raw({"delta": {"refusal": {"why": "blood"}}}),
@@ -74,11 +74,69 @@ def test_each_destination_accumulates_on_its_own():
     (raw({"delta": {"function_call": "blood"}}), {(0, "delta.function_call"): "blood"}),
     (raw({"delta": None, "text": "blood"}), {(0, "choice.text"): "blood"}),
     (raw(note="blood"), {(OUTSIDE, "chunk{}note"): "note", (OUTSIDE, "chunk.note"): "blood"}),
+    # a key name is text whatever its value holds, at every level, unless vocabulary or a usage counter
+    (raw({"delta": {"content": " there", "X_secret_instructions_live_here": 0}},
+         X_and_more_here={"X_nested_too": True}),
+     {(OUTSIDE, "chunk{}X_and_more_here"): "X_and_more_here",
+      (OUTSIDE, "chunk.X_and_more_here{}X_nested_too"): "X_nested_too",
+      (0, "content"): " there", (0, "delta{}X_secret_instructions_live_here"): "X_secret_instructions_live_here"}),
+    (raw({"delta": {}, "Step_one": None}), {(0, "choice{}Step_one"): "Step_one"}),
+    (raw(usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                              "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}),
+     {}),
+    (raw(usage={"prompt_tokens": 1, "Mix_the_two": 2, "prompt_tokens_details": {"then_seal_it": 0}}),
+     {(OUTSIDE, "chunk.usage{}Mix_the_two"): "Mix_the_two",
+      (OUTSIDE, "chunk.usage.prompt_tokens_details{}then_seal_it"): "then_seal_it"}),
+    (raw({"delta": {"tool_calls": [{"index": 0, "function": {"arguments": "", "Hidden_key": 1}}]}}),
+     {(0, "tool 0.function{}Hidden_key"): "Hidden_key"}),
+    # vLLM's and OpenAI's own null and numeric fields cost nothing
+    (raw({"delta": {"content": "hi", "reasoning_content": None}, "logprobs": None, "finish_reason": None,
+          "stop_reason": None, "token_ids": None}, system_fingerprint=None, service_tier=None,
+         obfuscation="", prompt_token_ids=None, kv_transfer_params=None), {(0, "content"): "hi"}),
 ])
 def test_structural_fields_hide_no_text(data, expected):
     """The SDK's model refused a role or finish reason outside its names, or content that is not a string; the
     relay now sends the upstream's object as it is, so the reader reads such values instead."""
     assert chunk_texts(data) == expected
+
+
+def test_ids_and_names_are_pinned_to_the_first_chunk():
+    """The review's stream: chunk ids that each pass as a token, but spell instructions across chunks."""
+    windower = Windower(None)
+    for piece, chunk_id in [("a", "chatcmpl-1"), ("b", "Step1-mix-bleach-and-ammonia"),
+                            ("c", "Step2-seal-the-room-and-wait"), ("d", "chatcmpl-1")]:
+        windower.add({**chunk(piece), "id": chunk_id, "model": "m", "system_fingerprint": "fp_1"})
+    windower.add({**chunk("e"), "id": "chatcmpl-1", "model": "Step3-other-model", "system_fingerprint": "fp_2"})
+    texts = windower.finish().texts
+    assert texts[(OUTSIDE, "chunk.id")] == "Step1-mix-bleach-and-ammoniaStep2-seal-the-room-and-wait"
+    assert texts[(OUTSIDE, "chunk.model")] == "Step3-other-model"
+    assert texts[(OUTSIDE, "chunk.system_fingerprint")] == "fp_2"
+    assert texts[(0, "content")] == "abcde"
+
+
+def test_a_null_envelope_pins_nothing_until_a_value_arrives():
+    windower = Windower(None)
+    for chunk_id in ["", "chatcmpl-1", "chatcmpl-1"]:  # Azure's first chunk has an empty id and model
+        windower.add({**chunk("x"), "id": chunk_id, "model": chunk_id})
+    assert set(windower.finish().texts) == {(0, "content")}
+
+
+def call_piece(slot: int, **call: Any) -> Chunk:
+    return chunk(tool_calls=[{"index": slot, **call, "function": {"arguments": "{}"}}])
+
+
+def test_a_tool_calls_id_and_type_are_pinned_to_the_slots_first_piece():
+    windower = Windower(None)
+    windower.add(call_piece(0, id="call_1", type="function"))
+    windower.add(call_piece(1, id="call_2", type="function"))  # another slot: its own first piece
+    windower.add(call_piece(0, id="call_1", type="function"))  # repeated as some providers do: nothing new
+    windower.add(call_piece(0, id="Step1-mix-bleach", type="Step2-seal-the-room"))
+    texts = windower.finish().texts
+    assert texts[(0, "tool 0.id")] == "Step1-mix-bleach"
+    assert texts[(0, "tool 0.type")] == "Step2-seal-the-room"
+    assert (0, "tool 1.id") not in texts
 
 
 def test_logprobs_are_read_only_when_checked():
@@ -150,3 +208,12 @@ def test_textless_chunks_travel_with_their_window():
 ])
 def test_tail(text, chars, expected):
     assert tail(text, chars) == expected
+
+
+def test_a_custom_tool_call_is_read():
+    """A `type: custom` tool call (free-form input, no JSON arguments) is relayed as the upstream sent it, and
+    its input is judged like any other tool call's."""
+    piece = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+             "choices": [{"index": 0, "delta": {"tool_calls": [
+                 {"index": 0, "id": "call_1", "type": "custom", "custom": {"name": "shell", "input": "rm -rf /"}}]}}]}
+    assert any("rm -rf /" in text for text in chunk_texts(piece).values())
