@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -41,7 +40,6 @@ from starlette.applications import Starlette
 from .metrics_fleet import Page, merge
 
 if TYPE_CHECKING:
-    from .loader import LoadedConfig
     from .runtime import Runtime
 
 log = logging.getLogger("guardrail_proxy")
@@ -52,20 +50,6 @@ SCRAPE_TIMEOUT_S = 1.0  # a sibling's metrics page: well under Prometheus's defa
 RELOAD_TIMEOUT_S = 60.0  # a sibling's reload: reading policies, and maybe importing litellm (~2 s) off its loop
 RUN_DIR_PREFIX = "guardrail-proxy-workers-"  # then the supervisor's pid and a random part
 STALE_AFTER_S = 60.0  # a run dir untouched this long, whose supervisor and workers are gone, is removed
-
-
-def config_digest(config: LoadedConfig) -> str:
-    """A short digest of what a config makes a worker do: proxy.yaml, the routes, and each policy's and shadow
-    candidate's digest (policy texts), whatever the file paths. Equal digests: the same config. Pure."""
-    shape = {
-        "proxy": config.proxy.model_dump(mode="json"),
-        "routes": [route.model_dump(mode="json") for route in config.routes],
-        "policies": sorted((p.id, p.digest) for p in config.policies.values()),
-        "shadows": sorted((s.route, s.policy_id, s.candidate.digest, s.sample, s.max_in_flight)
-                          for shadows in config.shadows.values() for s in shadows),
-    }
-    text = json.dumps(shape, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -110,7 +94,7 @@ class Fleet:
         if runtime is None:
             body["error"] = "starting or stopping"
         elif command == "metrics":
-            body["digest"] = config_digest(runtime.config)
+            body["digest"] = runtime.config.digest
             body["metrics"] = runtime.metrics.render()
         elif command == "reload":
             body["reload"] = (await runtime.reload()).to_json()
@@ -162,7 +146,7 @@ class Fleet:
         """The fleet's /metrics: this worker's own page merged with every sibling's that answered in time."""
         slots = self.siblings()
         replies = await asyncio.gather(*(self.ask(slot, "metrics", self.scrape_timeout_s) for slot in slots))
-        pages = [Page(self.slot, os.getpid(), runtime.metrics.render(), config_digest(runtime.config))]
+        pages = [Page(self.slot, os.getpid(), runtime.metrics.render(), runtime.config.digest)]
         for slot, reply in zip(slots, replies, strict=True):
             got = reply if isinstance(reply, dict) else {}
             text, pid, digest = got.get("metrics"), got.get("pid"), got.get("digest")

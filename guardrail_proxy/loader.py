@@ -6,7 +6,10 @@ config never surfaces later as a strange response.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +37,21 @@ class LoadedConfig:
 
     def route(self, name: str) -> RouteConfig | None:
         return next((r for r in self.routes if r.name == name), None)
+
+    @cached_property
+    def digest(self) -> str:
+        """A short digest of what this config makes a proxy do: proxy.yaml, the routes, and each policy's and
+        shadow candidate's digest (policy texts), whatever the file paths. Equal digests: the same config.
+        Computed once per loaded config (each /metrics scrape of a fleet reports it)."""
+        shape = {
+            "proxy": self.proxy.model_dump(mode="json"),
+            "routes": [route.model_dump(mode="json") for route in self.routes],
+            "policies": sorted((p.id, p.digest) for p in self.policies.values()),
+            "shadows": sorted((s.route, s.policy_id, s.candidate.digest, s.sample, s.max_in_flight)
+                              for shadows in self.shadows.values() for s in shadows),
+        }
+        text = json.dumps(shape, sort_keys=True, default=str, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def read_yaml(path: Path) -> Any:

@@ -1,5 +1,6 @@
-"""What the workers share (fleet.py): the config digest names what is served, not the directory it was read
-from, and stale run dirs left by a dead supervisor are removed while live ones are kept."""
+"""What the workers share (fleet.py), and the digest each reports (loader.LoadedConfig.digest): it names what
+is served, not the directory it was read from; stale run dirs left by a dead supervisor are removed while live
+ones are kept."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from conftest import write_config
 
-from guardrail_proxy.fleet import RUN_DIR_PREFIX, config_digest, make_run_dir
+from guardrail_proxy.fleet import RUN_DIR_PREFIX, make_run_dir
 from guardrail_proxy.loader import load_config
 
 
@@ -23,9 +24,9 @@ def test_the_config_digest_names_what_is_served_not_where_it_was_read(tmp_path):
     audit = {"store": "jsonl", "path": str(tmp_path / "audit.jsonl")}
     a = load_config(write_config(one, {}, "http://127.0.0.1:9", "http://127.0.0.1:9", audit=audit))
     b = load_config(write_config(two, {}, "http://127.0.0.1:9", "http://127.0.0.1:9", audit=audit))
-    assert config_digest(a) == config_digest(b) == config_digest(load_config(a.path))
+    assert a.digest == b.digest == load_config(a.path).digest
     (one / "policies" / "violence.md").write_text((one / "policies" / "violence.md").read_text() + "\nMore.\n")
-    assert config_digest(load_config(a.path)) != config_digest(a)
+    assert load_config(a.path).digest != a.digest
 
 
 def test_stale_run_dirs_are_removed_and_live_ones_kept():

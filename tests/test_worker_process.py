@@ -15,7 +15,7 @@ from conftest import write_config
 from fleet_harness import DEADLINE_S
 
 from guardrail_proxy.app import create_app
-from guardrail_proxy.fleet import Fleet, config_digest
+from guardrail_proxy.fleet import Fleet
 from guardrail_proxy.loader import load_config
 from guardrail_proxy.serving import Sockets
 from guardrail_proxy.worker_process import WorkerServing, worker_config
@@ -70,7 +70,7 @@ def test_a_starting_worker_reads_the_file_unless_it_cannot_serve_it(tmp_path, ed
     caplog.set_level(logging.INFO, "guardrail_proxy")
     config = worker_config(checked, 1)
     assert (config is checked) == (serves == "the checked copy")
-    assert (config_digest(config) == config_digest(checked)) == (serves == "the checked copy")
+    assert (config.digest == checked.digest) == (serves == "the checked copy")
     if warning:
         assert f"worker 1: {warning}" in caplog.text
     else:
